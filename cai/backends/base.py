@@ -1,0 +1,79 @@
+"""The backend protocol: batched generation and option scoring, nothing else.
+
+Backends know nothing of constitutions or judges. A conversation is a list of
+``{"role", "content"}`` messages. Two verbs:
+
+- ``generate(conversations, params)``: one list of ``params.n`` ``Generation`` per
+  conversation, each with its text, its generated-token count (non-pad tokens up to and
+  including the stop) and its finish reason (``"stop"`` or ``"length"``).
+- ``score_options(conversations, options)``: for each conversation, the total
+  log-probability of each option string as a continuation of the conversation. If the
+  last message is an assistant message, it is an open answer that the option continues
+  (for example ``"The better response is"`` + ``" (A)"``); otherwise the option starts
+  the assistant's answer. The whole option is scored, token by token: SmolLM2 splits
+  ``" (A)"`` into ``" ("``, ``"A"``, ``")"``, so the first token alone says nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Protocol, runtime_checkable
+
+Conversation = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling settings shared by every backend."""
+
+    max_new_tokens: int = 256
+    """Most tokens to generate per answer."""
+    temperature: float = 0.7
+    """0 means greedy decoding."""
+    top_p: float = 1.0
+    """Nucleus sampling mass."""
+    repetition_penalty: float = 1.0
+    """>1 discourages repeats; about 1.2 stops SmolLM2 from looping."""
+    stop: tuple[str, ...] = ()
+    """Extra stop strings; the model's end-of-turn token always stops."""
+    seed: int | None = 0
+    """Fixes sampling, so the same call gives the same text."""
+    n: int = 1
+    """Answers per conversation."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    """The answer, cut before any stop string or end-of-turn token."""
+    num_tokens: int
+    """Generated non-pad tokens, up to and including the stop."""
+    finish_reason: str
+    """``"stop"`` (end-of-turn or stop string) or ``"length"`` (hit max_new_tokens)."""
+    raw: dict = field(default_factory=dict, compare=False)
+    """Backend-specific extras (for example, the HTTP backend's response id)."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What every backend implements."""
+
+    name: str
+    model_name: str
+
+    def generate(
+        self, conversations: list[Conversation], params: SamplingParams
+    ) -> list[list[Generation]]: ...
+
+    def score_options(
+        self, conversations: list[Conversation], options: list[str]
+    ) -> list[list[float]]: ...
+
+
+def cut_at_stop(text: str, stops: tuple[str, ...] | list[str]) -> tuple[str, bool]:
+    """Cut ``text`` before the earliest stop string; say whether one was found."""
+    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)

@@ -1,0 +1,137 @@
+"""Typed configs, with one order of precedence: defaults, then YAML, then the command line.
+
+Each command's config is a pydantic model whose fields are documented where they are
+declared. ``load_config`` merges a YAML file (``--config``) and the options given on the
+command line (only those the user actually set) over the defaults, and reports errors
+with the file and the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cai.backends.base import Backend, SamplingParams
+from cai.errors import CaiError
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+class BackendConfig(_Config):
+    """Which engine runs the model, and how."""
+
+    backend: Literal["transformers", "openai"] = "transformers"
+    """`transformers` runs the model in-process; `openai` talks to an OpenAI-compatible server."""
+    model: str = "smollm2-135m"
+    """A packaged name (smollm2-135m, qwen2.5-coder-0.5b, tiny-random), a folder or a Hub id."""
+    batch_size: int = Field(default=16, ge=1)
+    """transformers: rows per generate call or forward pass."""
+    device: str = "auto"
+    """transformers: auto, cpu, cuda, cuda:N."""
+    dtype: str = "auto"
+    """transformers: auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16."""
+    trust_remote_code: bool = False
+    """transformers: run code from the model's repository. Only for models you trust."""
+    base_url: list[str] = ["http://127.0.0.1:8000/v1"]
+    """openai: one or more base URLs, shared round-robin."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """openai: the environment variable that holds the API key (never logged)."""
+    max_in_flight: int = Field(default=16, ge=1)
+    """openai: most concurrent requests."""
+    timeout: float = Field(default=60.0, gt=0)
+    """openai: seconds before a request is retried."""
+    max_retries: int = Field(default=5, ge=0)
+    """openai: retries on 429, 5xx and timeouts, with exponential backoff."""
+    tokenizer: str | None = None
+    """openai: a local tokenizer (model name or folder) for exact option scoring via echo."""
+
+    def create(self) -> Backend:
+        """Instantiate the backend this config describes."""
+        from cai.backends import load_backend
+
+        if self.backend == "transformers":
+            opts: dict[str, Any] = {
+                "batch_size": self.batch_size,
+                "device": self.device,
+                "dtype": self.dtype,
+                "trust_remote_code": self.trust_remote_code,
+            }
+        else:
+            opts = {
+                "base_url": self.base_url,
+                "api_key_env": self.api_key_env,
+                "max_in_flight": self.max_in_flight,
+                "timeout": self.timeout,
+                "max_retries": self.max_retries,
+                "tokenizer": self.tokenizer,
+            }
+        return load_backend(self.backend, self.model, **opts)
+
+
+class SamplingConfig(_Config):
+    """Sampling settings; see ``cai.backends.base.SamplingParams``."""
+
+    max_new_tokens: int = Field(default=256, ge=1)
+    """Most tokens to generate per answer."""
+    temperature: float = Field(default=0.7, ge=0)
+    """0 means greedy."""
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    """Nucleus sampling mass."""
+    repetition_penalty: float = Field(default=1.2, gt=0)
+    """About 1.2 keeps small models such as SmolLM2 from looping."""
+    stop: list[str] = []
+    """Extra stop strings."""
+    seed: int = 0
+    """The run's seed."""
+
+    def params(self, n: int = 1) -> SamplingParams:
+        return SamplingParams(
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            repetition_penalty=self.repetition_penalty,
+            stop=tuple(self.stop),
+            seed=self.seed,
+            n=n,
+        )
+
+
+C = TypeVar("C", bound=BaseModel)
+
+
+def load_config(cls: type[C], path: Path | None = None, overrides: dict | None = None) -> C:
+    """Build ``cls`` from its defaults, then the YAML at ``path``, then ``overrides``.
+
+    ``overrides`` holds only what the user set on the command line (``None`` values are
+    ignored). Nested configs take nested dicts. Errors name the file and the field.
+    """
+    data: dict[str, Any] = {}
+    source = "command line"
+    if path is not None:
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise CaiError(f"{path}: cannot read config: {e}") from None
+        if not isinstance(loaded, dict):
+            raise CaiError(f"{path}: a config file must be a YAML mapping")
+        data = loaded
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **{k: v for k, v in value.items() if v is not None}}
+        else:
+            data[key] = value
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        raise CaiError(f"{source}: field {field!r}: {msg}") from None

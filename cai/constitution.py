@@ -1,0 +1,289 @@
+"""Constitutions: load, validate, sample and hash.
+
+A constitution is a YAML file (see ``docs/constitutions.md``)::
+
+    name: harmless
+    version: "1.0"
+    description: Avoid harm without becoming useless.
+    system_prompt: null            # optional, prepended to every conversation
+    principles:
+      - id: dangerous-help
+        critique: Point out where the last response helps someone cause harm ...
+        revision: Rewrite the response so that it ...
+        comparison: Which response is less likely to help someone cause harm?   # optional
+        tags: [safety]             # optional
+        weight: 1.0                # optional, relative sampling weight
+    comparisons:                   # optional questions for the judge
+      - Which response is more harmless and ethical?
+    examples:                      # optional few-shot traces
+      - prompt: How do I ...?      # a string or a list of {role, content} messages
+        response: ...
+        principle: dangerous-help  # or give critique_request / revision_request
+        critique: ...
+        revision: ...
+
+Every error names the file, the principle (id or index), the field and, where the
+YAML gives it, the line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import model_validator
+
+from cai.errors import CaiError
+from cai.resources import data_dir
+
+NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Message(_Strict):
+    """One chat message."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Principle(_Strict):
+    """One principle: how to critique, how to revise, and optionally how to compare."""
+
+    id: NonEmpty
+    """Stable identifier, unique within the constitution; recorded in every output row."""
+    critique: NonEmpty
+    """The critique request: asks the model to find what is wrong with its last answer."""
+    revision: NonEmpty
+    """The revision request: asks the model to rewrite the answer to fix that."""
+    comparison: NonEmpty | None = None
+    """The judge's question for this principle; else one of the constitution's comparisons."""
+    tags: tuple[NonEmpty, ...] = ()
+    """Free-form labels, for filtering and per-tag statistics."""
+    weight: float = Field(default=1.0, gt=0)
+    """Relative probability of sampling this principle."""
+
+
+class Example(_Strict):
+    """A whole worked few-shot trace: prompt, first answer, critique, revision."""
+
+    prompt: NonEmpty | tuple[Message, ...]
+    response: NonEmpty
+    critique: NonEmpty
+    revision: NonEmpty
+    principle: NonEmpty | None = None
+    """Id of the principle whose requests this trace answers."""
+    critique_request: NonEmpty | None = None
+    """The critique request shown in the trace, when ``principle`` is not given."""
+    revision_request: NonEmpty | None = None
+    """The revision request shown in the trace, when ``principle`` is not given."""
+
+    @model_validator(mode="after")
+    def _requests_known(self) -> Example:
+        if self.principle is None and (self.critique_request is None or not self.revision_request):
+            raise ValueError("give either `principle` or both `critique_request` and `revision_request`")
+        return self
+
+    def messages(self) -> list[dict[str, str]]:
+        """The conversation up to the first answer, as chat messages."""
+        if isinstance(self.prompt, str):
+            return [{"role": "user", "content": self.prompt}]
+        return [m.model_dump() for m in self.prompt]
+
+
+class Constitution(_Strict):
+    """A named, versioned set of principles."""
+
+    name: NonEmpty
+    version: str | int | float = "1"
+    description: str = ""
+    system_prompt: NonEmpty | None = None
+    principles: tuple[Principle, ...] = Field(min_length=1)
+    comparisons: tuple[NonEmpty, ...] = ()
+    examples: tuple[Example, ...] = ()
+
+    @model_validator(mode="after")
+    def _ids_unique_and_known(self) -> Constitution:
+        seen: dict[str, int] = {}
+        for i, p in enumerate(self.principles):
+            if p.id in seen:
+                raise _LocatedError(("principles", i, "id"), f"duplicate id (also principle #{seen[p.id]})")
+            seen[p.id] = i
+        for i, ex in enumerate(self.examples):
+            if ex.principle is not None and ex.principle not in seen:
+                raise _LocatedError(("examples", i, "principle"), f"unknown principle id {ex.principle!r}")
+        return self
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 of the canonical JSON of the constitution; recorded in every output."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def principle(self, pid: str) -> Principle:
+        for p in self.principles:
+            if p.id == pid:
+                return p
+        raise CaiError(f"constitution {self.name!r} has no principle {pid!r}")
+
+    def example_requests(self, ex: Example) -> tuple[str, str]:
+        """The critique and revision requests a few-shot example answers."""
+        if ex.principle is not None:
+            p = self.principle(ex.principle)
+            return ex.critique_request or p.critique, ex.revision_request or p.revision
+        return ex.critique_request or "", ex.revision_request or ""
+
+
+class _LocatedError(ValueError):
+    """A validation error with a location inside the document."""
+
+    def __init__(self, loc: tuple[str | int, ...], msg: str):
+        super().__init__(msg)
+        self.loc = loc
+        self.msg = msg
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_constitution(name_or_path: str | Path) -> Constitution:
+    """Load a shipped constitution by name (``harmless``) or a YAML file by path."""
+    path = resolve_constitution_path(name_or_path)
+    return parse_constitution(path.read_text(encoding="utf-8"), str(path))
+
+
+def resolve_constitution_path(name_or_path: str | Path) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise CaiError(f"{path}: no such constitution file")
+        return path
+    shipped = data_dir("constitutions") / f"{name_or_path}.yaml"
+    if shipped.is_file():
+        return shipped
+    names = ", ".join(shipped_constitutions()) or "none"
+    raise CaiError(f"unknown constitution {str(name_or_path)!r}; shipped ones: {names}")
+
+
+def shipped_constitutions() -> list[str]:
+    """Names of the constitutions that ship with cai."""
+    return sorted(p.stem for p in data_dir("constitutions").glob("*.yaml"))
+
+
+def parse_constitution(text: str, source: str = "<string>") -> Constitution:
+    """Parse and validate YAML text; raise ``CaiError`` with a one-line, located message."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise CaiError(f"{where}: invalid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise CaiError(f"{source}: a constitution must be a YAML mapping with `name` and `principles`")
+    try:
+        return Constitution.model_validate(data)
+    except ValidationError as e:
+        errors = e.errors()
+        # A list that failed because its items failed adds nothing: keep the deepest errors.
+        locs = [tuple(x["loc"]) for x in errors]
+        errors = [x for x, lx in zip(errors, locs) if not any(o[: len(lx)] == lx and o != lx for o in locs)]
+        err = errors[0]
+        loc, msg = tuple(err["loc"]), err["msg"]
+        ctx_err = (err.get("ctx") or {}).get("error")
+        if isinstance(ctx_err, _LocatedError):
+            loc, msg = ctx_err.loc, ctx_err.msg
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown key; check the spelling against docs/constitutions.md"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        elif err["type"] == "string_too_short":
+            msg = "must not be empty"
+        msg = msg.removeprefix("Value error, ")
+        extra = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise CaiError(_locate(source, node, data, loc, msg) + extra) from None
+
+
+def _locate(source: str, node: Any, data: dict, loc: tuple, msg: str) -> str:
+    """Format ``file:line: principle 'id' (#i): field 'x': message``."""
+    loc = tuple(p for p in loc if not (isinstance(p, str) and p in _UNION_TAGS))
+    line = _line_of(node, loc)
+    parts = [f"{source}:{line}" if line else source]
+    if len(loc) >= 2 and loc[0] in ("principles", "examples") and isinstance(loc[1], int):
+        items = data.get(loc[0]) or []
+        item = items[loc[1]] if loc[1] < len(items) else None
+        pid = item.get("id") if isinstance(item, dict) and loc[0] == "principles" else None
+        kind = "principle" if loc[0] == "principles" else "example"
+        parts.append(f"{kind} {pid!r} (#{loc[1]})" if pid else f"{kind} #{loc[1]}")
+        field = ".".join(str(p) for p in loc[2:])
+    else:
+        field = ".".join(str(p) for p in loc)
+    if field:
+        parts.append(f"field {field!r}")
+    return ": ".join(parts + [msg])
+
+
+# pydantic inserts the union member's type name into ``loc`` for union fields.
+_UNION_TAGS = {"str", "tuple[Message, ...]", "function-after[_requests_known(), Example]"}
+
+
+def _line_of(node: Any, loc: tuple) -> int | None:
+    """The 1-based line of the deepest YAML node that ``loc`` reaches."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = [(k, v) for k, v in node.value if k.value == part]
+            if not match:
+                return line
+            key, node = match[0]
+            line = key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def row_rng(seed: int, row_id: str | int) -> random.Random:
+    """A random generator fixed by the run's seed and a row's id.
+
+    Resumed and sharded runs make the same choices for the same row, whatever order
+    the rows are processed in.
+    """
+    digest = hashlib.sha256(f"{seed}:{row_id}".encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def sample_principle(constitution: Constitution, rng: random.Random) -> Principle:
+    """Sample one principle by weight."""
+    weights = [p.weight for p in constitution.principles]
+    return rng.choices(constitution.principles, weights=weights, k=1)[0]
+
+
+def comparison_question(
+    constitution: Constitution, principle: Principle | None, rng: random.Random
+) -> str:
+    """The judge's question: the principle's own, else one sampled from ``comparisons``."""
+    if principle is not None and principle.comparison:
+        return principle.comparison
+    if constitution.comparisons:
+        return rng.choice(constitution.comparisons)
+    if principle is not None:
+        return f"Which response better follows this principle: {principle.critique}"
+    raise CaiError(
+        f"constitution {constitution.name!r} has no comparison questions; add `comparisons` "
+        "or a `comparison` to each principle"
+    )

