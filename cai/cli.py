@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -28,15 +28,19 @@ app = typer.Typer(
 constitution_app = typer.Typer(
     help="List, show, validate and import constitutions (YAML principles).", no_args_is_help=True
 )
-prompts_app = typer.Typer(help="List and preview the Jinja2 prompt templates.", no_args_is_help=True)
+prompts_app = typer.Typer(
+    help="List and preview the Jinja2 prompt templates.", no_args_is_help=True
+)
 models_app = typer.Typer(help="List, prepare and try the offline models.", no_args_is_help=True)
 app.add_typer(constitution_app, name="constitution")
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(models_app, name="models")
 
 PromptsDir = Annotated[
-    Optional[Path],
-    typer.Option("--prompts-dir", help="A folder whose *.j2 files override shipped templates by name."),
+    Path | None,
+    typer.Option(
+        "--prompts-dir", help="A folder whose *.j2 files override shipped templates by name."
+    ),
 ]
 
 
@@ -53,8 +57,7 @@ def _root(
     ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
-    if debug:
-        os.environ["CAI_DEBUG"] = "1"
+    """Constitutional AI and RL from AI feedback (``main`` handles --debug)."""
 
 
 # ----------------------------------------------------------------- constitution
@@ -67,7 +70,9 @@ def constitution_list() -> None:
 
     for name in shipped_constitutions():
         c = load_constitution(name)
-        typer.echo(f"{name:<16} v{c.version:<6} {len(c.principles):>3} principles  {c.content_hash[:12]}")
+        typer.echo(
+            f"{name:<16} v{c.version:<6} {len(c.principles):>3} principles  {c.content_hash[:12]}"
+        )
 
 
 @constitution_app.command("show")
@@ -128,7 +133,9 @@ def constitution_import(
         ),
     ],
     out: Annotated[Path, typer.Option("-o", "--output", help="The YAML file to write.")],
-    name: Annotated[Optional[str], typer.Option(help="Constitution name; default: output stem.")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Constitution name; default: output stem.")
+    ] = None,
 ) -> None:
     """Convert the CAI paper's or llm-swarm's JSON files into a cai YAML constitution."""
     from cai.constitution import parse_constitution
@@ -141,8 +148,10 @@ def constitution_import(
     text = to_yaml(c)
     parse_constitution(text, str(out))  # never write a file that would not validate
     write_text_atomic(out, text)
-    typer.echo(f"wrote {out}: {len(c.principles)} principles, {len(c.comparisons)} comparisons, "
-               f"{len(c.examples)} examples")
+    typer.echo(
+        f"wrote {out}: {len(c.principles)} principles, {len(c.comparisons)} comparisons, "
+        f"{len(c.examples)} examples"
+    )
 
 
 # ----------------------------------------------------------------- prompts
@@ -162,7 +171,9 @@ def prompts_list(prompts_dir: PromptsDir = None) -> None:
 def prompts_render(
     name: Annotated[str, typer.Argument(help="Template name: critique, revision, compare, ...")],
     constitution: Annotated[str, typer.Option(help="Constitution name or path.")] = "harmless",
-    principle: Annotated[Optional[str], typer.Option(help="Principle id; default: the first.")] = None,
+    principle: Annotated[
+        str | None, typer.Option(help="Principle id; default: the first.")
+    ] = None,
     prompts_dir: PromptsDir = None,
 ) -> None:
     """Show what a template produces, filled with a sample conversation and candidates."""
@@ -207,25 +218,36 @@ def models_chat(
     prompt: Annotated[str, typer.Argument(help="The user message.")],
     model: Annotated[str, typer.Option(help="Model name, folder or Hub id.")] = "smollm2-135m",
     backend: Annotated[str, typer.Option(help="transformers or openai.")] = "transformers",
-    base_url: Annotated[Optional[list[str]], typer.Option(help="openai: server base URL(s).")] = None,
-    system: Annotated[Optional[str], typer.Option(help="A system prompt.")] = None,
+    base_url: Annotated[
+        list[str] | None, typer.Option(help="openai: server base URL(s).")
+    ] = None,
+    system: Annotated[str | None, typer.Option(help="A system prompt.")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Most tokens to generate.")] = 128,
     temperature: Annotated[float, typer.Option(help="0 for greedy.")] = 0.7,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print text, tokens and finish reason as JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print text, tokens and finish reason as JSON.")
+    ] = False,
 ) -> None:
     """Answer one chat prompt: a quick check that a model loads and generates."""
     from cai.config import BackendConfig, SamplingConfig, load_config
 
-    cfg = load_config(BackendConfig, None, {"backend": backend, "model": model, "base_url": base_url})
-    params = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed).params()
+    cfg = load_config(
+        BackendConfig, None, {"backend": backend, "model": model, "base_url": base_url}
+    )
+    params = SamplingConfig(
+        max_new_tokens=max_new_tokens, temperature=temperature, seed=seed
+    ).params()
     conv = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": prompt}
     ]
     gen = cfg.create().generate([conv], params)[0][0]
     if as_json:
-        typer.echo(json.dumps({"text": gen.text, "num_tokens": gen.num_tokens,
-                               "finish_reason": gen.finish_reason}))
+        typer.echo(
+            json.dumps(
+                {"text": gen.text, "num_tokens": gen.num_tokens, "finish_reason": gen.finish_reason}
+            )
+        )
     else:
         typer.echo(gen.text)
         typer.secho(f"[{gen.num_tokens} tokens, finish: {gen.finish_reason}]", dim=True, err=True)

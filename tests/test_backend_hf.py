@@ -1,0 +1,135 @@
+"""The transformers backend, for real, on the tiny random model (and SmolLM2 when slow)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from cai.backends import SamplingParams
+
+CONVS = [
+    [{"role": "user", "content": "Hello there, how are you today?"}],
+    [{"role": "user", "content": "Name a colour."}],
+    [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Give me three reasons to learn to cook at home, briefly."},
+    ],
+]
+OPTIONS = [" (A)", " (B)"]
+JUDGE = [
+    {"role": "user", "content": "Which is better? (A) yes (B) no"},
+    {"role": "assistant", "content": "The better response is"},
+]
+
+
+def direct_option_logprob(backend, conversation, option) -> float:
+    """Score an option with a plain, unbatched, unpadded forward pass."""
+    text = backend.render(conversation)
+    ctx = backend.tokenizer(text, add_special_tokens=False)["input_ids"]
+    cont = backend.option_token_ids(ctx, text, option)
+    ids = torch.tensor([ctx + cont])
+    with torch.no_grad():
+        logprobs = torch.log_softmax(backend.model(ids).logits[0].float(), -1)
+    return sum(float(logprobs[len(ctx) - 1 + i, t]) for i, t in enumerate(cont))
+
+
+def test_generate_shapes_counts_and_order(tiny_backend):
+    params = SamplingParams(max_new_tokens=6, temperature=1.0, seed=3, n=2)
+    out = tiny_backend.generate(CONVS, params)
+    assert [len(g) for g in out] == [2, 2, 2]
+    for gens in out:
+        for g in gens:
+            assert 1 <= g.num_tokens <= 6 and g.finish_reason in ("stop", "length")
+    # Results come back in input order, whatever the length sorting did.
+    single = tiny_backend.generate([CONVS[1]], SamplingParams(max_new_tokens=6, temperature=0))
+    batched = tiny_backend.generate(CONVS, SamplingParams(max_new_tokens=6, temperature=0))
+    assert batched[1][0].text == single[0][0].text
+
+
+def test_greedy_matches_a_manual_decode(tiny_backend):
+    ids = tiny_backend.encode([CONVS[0]])[0]
+    manual = list(ids)
+    with torch.no_grad():
+        for _ in range(5):
+            logits = tiny_backend.model(torch.tensor([manual])).logits[0, -1]
+            manual.append(int(logits.argmax()))
+    out = tiny_backend.generate([CONVS[0]], SamplingParams(max_new_tokens=5, temperature=0))[0][0]
+    expected = tiny_backend.tokenizer.decode(manual[len(ids) :], skip_special_tokens=True)
+    assert out.text == expected and out.num_tokens == 5 and out.finish_reason == "length"
+
+
+def test_same_seed_same_text_other_seed_other_text(tiny_backend):
+    def run(seed):
+        params = SamplingParams(max_new_tokens=12, temperature=1.0, seed=seed)
+        return [g[0].text for g in tiny_backend.generate(CONVS, params)]
+
+    assert run(1) == run(1)
+    assert run(1) != run(2)
+
+
+def test_stop_string_cuts_text_and_counts_tokens(tiny_backend):
+    sampled = SamplingParams(max_new_tokens=16, temperature=1.0, seed=5)
+    full = tiny_backend.generate([CONVS[0]], sampled)[0][0]
+    start = next(i for i in range(len(full.text) // 2, len(full.text)) if full.text[i].strip())
+    stop = full.text[start : start + 2]
+    assert stop.strip(), full.text
+    cut = tiny_backend.generate([CONVS[0]], replace(sampled, stop=(stop,)))[0][0]
+    assert cut.finish_reason == "stop"
+    assert cut.text == full.text[: full.text.index(stop)]
+    assert stop not in cut.text and 1 <= cut.num_tokens < full.num_tokens
+
+
+def test_end_of_turn_stops_and_is_counted(tiny_backend, monkeypatch):
+    """Force the end-of-turn token after two steps: finish 'stop', count includes it."""
+    eos = tiny_backend.tokenizer.eos_token_id
+    greedy = SamplingParams(max_new_tokens=2, temperature=0)
+    first_two = tiny_backend.generate([CONVS[0]], greedy)[0][0]
+    tokens = tiny_backend.tokenizer(first_two.text, add_special_tokens=False)["input_ids"]
+    gen = tiny_backend._finish([*tokens, eos, eos, eos], ())
+    assert gen.text == first_two.text and gen.num_tokens == len(tokens) + 1
+    assert gen.finish_reason == "stop"
+
+
+def test_option_scores_equal_a_direct_forward_pass(tiny_backend, monkeypatch):
+    def no_generate(*args, **kwargs):
+        raise AssertionError("option scoring must not call generate")
+
+    monkeypatch.setattr(tiny_backend.model, "generate", no_generate)
+    convs = [JUDGE, CONVS[0], CONVS[2] + [{"role": "assistant", "content": "My answer:"}]]
+    scores = tiny_backend.score_options(convs, [*OPTIONS, " Paris is lovely"])
+    for conv, row in zip(convs, scores):
+        for option, score in zip([*OPTIONS, " Paris is lovely"], row):
+            assert score == pytest.approx(
+                direct_option_logprob(tiny_backend, conv, option), abs=1e-4
+            )
+
+
+def test_whole_option_is_scored_not_just_the_first_token(tiny_backend):
+    text = tiny_backend.render(JUDGE)
+    ctx = tiny_backend.tokenizer(text, add_special_tokens=False)["input_ids"]
+    a = tiny_backend.option_token_ids(ctx, text, " (A)")
+    b = tiny_backend.option_token_ids(ctx, text, " (B)")
+    assert len(a) == 3 and a[0] == b[0] and a[1] != b[1]  # " (", "A", ")"
+    sa, sb = tiny_backend.score_options([JUDGE], OPTIONS)[0]
+    assert sa != sb
+
+
+@pytest.mark.slow
+def test_smollm2_offline_answers_stops_on_im_end_and_scores():
+    from cai.backends import load_backend
+
+    backend = load_backend("transformers", "smollm2-135m", batch_size=4)
+    conv = [{"role": "user", "content": "What is the capital of France?"}]
+    params = SamplingParams(max_new_tokens=128, temperature=0.7, repetition_penalty=1.2, seed=1)
+    first = backend.generate([conv], params)[0][0]
+    assert first.finish_reason == "stop" and "Paris" in first.text
+    assert backend.tokenizer.eos_token == "<|im_end|>"
+    assert backend.generate([conv], params)[0][0].text == first.text
+    convs = [JUDGE, conv + [{"role": "assistant", "content": "The answer is"}]]
+    scores = backend.score_options(convs, [*OPTIONS, " Paris"])
+    for c, row in zip(convs, scores):
+        for option, score in zip([*OPTIONS, " Paris"], row):
+            assert score == pytest.approx(direct_option_logprob(backend, c, option), abs=1e-4)
+    assert scores[1][2] > scores[1][0]  # "The answer is Paris" beats "The answer is (A)"
