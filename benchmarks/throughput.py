@@ -66,8 +66,8 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "attention": ("scaled_dot_product", "flash_attention", "efficient_attention"),
     "cat/copy": ("aten::cat", "aten::copy_", "aten::index_select", "aten::index_copy"),
     "sampling": ("aten::topk", "aten::sort", "aten::softmax", "aten::_softmax",
-                 "aten::multinomial", "aten::log_softmax", "aten::_log_softmax",
-                 "aten::gather", "aten::scatter"),  # gather/scatter: repetition penalty
+                 "aten::multinomial", "aten::exponential_", "aten::log_softmax",
+                 "aten::_log_softmax", "aten::gather", "aten::scatter"),
     "element-wise": ("aten::add", "aten::sub", "aten::mul", "aten::div", "aten::pow",
                      "aten::rsqrt", "aten::mean", "aten::silu", "aten::neg", "aten::where",
                      "aten::exp", "aten::gt", "aten::lt", "aten::eq", "aten::ne", "aten::ge",
@@ -75,6 +75,7 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
                      "aten::bitwise", "aten::logical", "aten::cos", "aten::sin", "aten::fill_",
                      "aten::isin"),
 }  # fmt: skip
+# gather/scatter count as sampling: here only the repetition penalty uses them.
 COMPOSITE = ("matmul", "attention", "sampling")  # an op inside these counts toward them
 
 
