@@ -1,0 +1,265 @@
+"""A small OpenAI-compatible HTTP server for tests, backed by a real ``TransformersBackend``.
+
+Stdlib only (``ThreadingHTTPServer`` on 127.0.0.1, a free port), run in a background
+thread. Endpoints:
+
+- ``POST /v1/chat/completions``: generation through ``backend.generate`` (n=1,
+  max_tokens, temperature, top_p, seed, stop, repetition_penalty), or, with
+  ``logprobs``/``top_logprobs`` and ``max_tokens=1``, the next-token log-probs from one
+  forward pass over ``backend.render(messages)``. Like vLLM, an open final assistant
+  message is continued only with ``continue_final_message: true,
+  add_generation_prompt: false``; any other rendering that differs from
+  ``backend.render`` is refused with a 400, so client mistakes show up.
+- ``POST /v1/completions`` with ``echo`` and ``logprobs``: the prompt's token log-probs
+  (null first), tokens and character offsets, plus one greedy generated token.
+- ``GET /v1/models``.
+
+Fault injection: ``script`` is a list of actions consumed one per request (then "ok"):
+``"ok"``, an HTTP status such as ``"429"`` or ``"500"`` (``"429:2"`` adds
+``Retry-After: 2``), ``"hang:SECONDS"`` (answer nothing, then close) and ``"drop"``
+(close without answering). ``requests`` counts requests, ``auth_headers`` records each
+request's Authorization header.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import torch
+
+from cai.backends.base import SamplingParams
+
+
+def _error(status: int, message: str) -> tuple[int, dict]:
+    return status, {"error": {"message": message, "type": "BadRequestError", "code": status}}
+
+
+class FakeOpenAIServer:
+    """Serves ``backend`` (a ``TransformersBackend``) over an OpenAI-compatible API."""
+
+    def __init__(self, backend: Any, script: list[str] | None = None) -> None:
+        self.backend = backend
+        self.script = list(script or [])
+        self.requests = 0
+        self.paths: list[str] = []
+        self.auth_headers: list[str | None] = []
+        self._lock = threading.Lock()
+        self._model_lock = threading.Lock()  # one forward pass or generate at a time
+        self._stopping = threading.Event()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._httpd.daemon_threads = True
+        self._httpd.app = self  # type: ignore[attr-defined]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def start(self) -> FakeOpenAIServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()  # wakes hanging handlers
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeOpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def take(self, path: str, auth: str | None) -> str:
+        """Count a request and return its scripted action."""
+        with self._lock:
+            self.requests += 1
+            self.paths.append(path)
+            self.auth_headers.append(auth)
+            return self.script.pop(0) if self.script else "ok"
+
+    # ------------------------------------------------------------------ endpoints
+
+    def handle(self, path: str, body: dict) -> tuple[int, dict]:
+        if body.get("model") != self.backend.model_name:
+            return _error(404, f"The model `{body.get('model')}` does not exist.")
+        if path == "/v1/chat/completions":
+            return self.chat(body)
+        if path == "/v1/completions":
+            return self.completions(body)
+        return _error(404, f"no route {path}")
+
+    def _logprobs(self, ids: list[int]) -> torch.Tensor:
+        """Log-softmax over the vocabulary at every position of ``ids``."""
+        b = self.backend
+        with self._model_lock, torch.inference_mode():
+            logits = b.model(input_ids=torch.tensor([ids], device=b.device)).logits[0].float()
+        return torch.log_softmax(logits, dim=-1).cpu()
+
+    def _entry(self, token_id: int, logprob: float) -> dict:
+        token = self.backend.tokenizer.decode([token_id])
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+    def _reply(self, obj: str, choice: dict, prompt_tokens: int, completion_tokens: int) -> dict:
+        return {
+            "id": f"{obj}-{uuid.uuid4().hex[:12]}",
+            "object": obj,
+            "created": int(time.time()),
+            "model": self.backend.model_name,
+            "choices": [{"index": 0, **choice}],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+
+    def chat(self, body: dict) -> tuple[int, dict]:
+        b = self.backend
+        messages = body["messages"]
+        cont = bool(body.get("continue_final_message", False))
+        gen_prompt = bool(body.get("add_generation_prompt", True))
+        if cont and gen_prompt:
+            return _error(400, "continue_final_message and add_generation_prompt are exclusive")
+        text = b.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=gen_prompt, continue_final_message=cont
+        )
+        if text != b.render(messages):
+            return _error(400, "rendering differs from TransformersBackend.render; check the flags")
+        if body.get("n", 1) != 1:
+            return _error(400, "this test server supports n=1 only")
+        max_tokens = int(body.get("max_tokens") or 16)
+        prompt_ids = b.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if body.get("logprobs"):
+            if max_tokens != 1:
+                return _error(400, "this test server supports logprobs with max_tokens=1 only")
+            lp = self._logprobs(prompt_ids)[-1]
+            k = int(body.get("top_logprobs") or 0)
+            top = torch.topk(lp, max(k, 1)).indices.tolist()
+            content = self._entry(top[0], float(lp[top[0]]))
+            content["top_logprobs"] = [self._entry(i, float(lp[i])) for i in top[:k]]
+            choice = {
+                "message": {"role": "assistant", "content": content["token"]},
+                "logprobs": {"content": [content]},
+                "finish_reason": "length",
+            }
+            return 200, self._reply("chat.completion", choice, len(prompt_ids), 1)
+        stop = body.get("stop") or []
+        params = SamplingParams(
+            max_new_tokens=max_tokens,
+            temperature=float(body.get("temperature", 1.0)),
+            top_p=float(body.get("top_p", 1.0)),
+            repetition_penalty=float(body.get("repetition_penalty", 1.0)),
+            stop=(stop,) if isinstance(stop, str) else tuple(stop),
+            seed=body.get("seed"),
+        )
+        with self._model_lock:
+            gen = b.generate([messages], params)[0][0]
+        choice = {
+            "message": {"role": "assistant", "content": gen.text},
+            "logprobs": None,
+            "finish_reason": gen.finish_reason,
+        }
+        return 200, self._reply("chat.completion", choice, len(prompt_ids), gen.num_tokens)
+
+    def completions(self, body: dict) -> tuple[int, dict]:
+        tok = self.backend.tokenizer
+        prompt = body.get("prompt")
+        if isinstance(prompt, list) and len(prompt) == 1:
+            prompt = prompt[0]
+        if not isinstance(prompt, str):
+            return _error(400, "this test server takes one string prompt")
+        if not body.get("echo") or body.get("logprobs") is None or body.get("max_tokens") != 1:
+            return _error(400, "this test server supports echo=true, logprobs, max_tokens=1 only")
+        enc = tok(
+            prompt,
+            add_special_tokens=bool(body.get("add_special_tokens", True)),
+            return_offsets_mapping=True,
+        )
+        ids, offsets = enc["input_ids"], [start for start, _ in enc["offset_mapping"]]
+        lp = self._logprobs(ids)
+        k = int(body["logprobs"])
+        generated = int(lp[-1].argmax())
+        token_logprobs: list[float | None] = [None]
+        top_logprobs: list[dict | None] = [None]
+        for pos in range(1, len(ids) + 1):
+            row = lp[pos - 1]
+            target = ids[pos] if pos < len(ids) else generated
+            token_logprobs.append(float(row[target]))
+            top = torch.topk(row, max(k, 1)).indices.tolist()[:k]
+            top_logprobs.append({tok.decode([i]): float(row[i]) for i in [*top, target]})
+        gen_text = tok.decode([generated])
+        logprobs = {
+            "tokens": [tok.decode([i]) for i in ids] + [gen_text],
+            "token_logprobs": token_logprobs,
+            "top_logprobs": top_logprobs,
+            "text_offset": offsets + [len(prompt)],
+        }
+        choice = {"text": prompt + gen_text, "logprobs": logprobs, "finish_reason": "length"}
+        return 200, self._reply("text_completion", choice, len(ids), 1)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Any
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
+        pass
+
+    def _send(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (timeout)
+
+    def do_GET(self) -> None:
+        app = self.server.app
+        if self.path.rstrip("/") == "/v1/models":
+            model = {"id": app.backend.model_name, "object": "model", "owned_by": "cai-tests"}
+            self._send(200, {"object": "list", "data": [model]})
+        else:
+            self._send(*_error(404, f"no route {self.path}"))
+
+    def do_POST(self) -> None:
+        app: FakeOpenAIServer = self.server.app
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        action = app.take(self.path, self.headers.get("Authorization"))
+        if action.startswith("hang:"):
+            app._stopping.wait(float(action.split(":", 1)[1]))
+            self.close_connection = True
+            return
+        if action == "drop":
+            self.close_connection = True
+            return
+        if action != "ok":
+            code, _, retry_after = action.partition(":")
+            headers = {"Retry-After": retry_after} if retry_after else None
+            self._send(int(code), {"error": {"message": f"injected HTTP {code}"}}, headers)
+            return
+        try:
+            status, payload = app.handle(self.path, json.loads(raw or b"{}"))
+        except Exception as e:  # a test server: report, do not die
+            status, payload = _error(500, f"{type(e).__name__}: {e}")
+        self._send(status, payload)
+
+
+@contextmanager
+def serve(backend: Any, script: list[str] | None = None) -> Iterator[FakeOpenAIServer]:
+    """Start a ``FakeOpenAIServer`` for ``backend`` and stop it afterwards."""
+    with FakeOpenAIServer(backend, script) as server:
+        yield server

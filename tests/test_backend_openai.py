@@ -1,0 +1,269 @@
+"""The OpenAI-compatible backend against a loopback server running tiny-random."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+import time
+from dataclasses import replace
+
+import pytest
+import torch
+
+from cai.backends import load_backend
+from cai.backends.base import SamplingParams
+from cai.backends.hf import TransformersBackend
+from cai.errors import CaiError
+from tests.openai_server import serve
+
+pytest.importorskip("httpx")
+
+from cai.backends.openai import OpenAIBackend  # noqa: E402
+
+MODEL = "tiny-random"
+KEY = "sk-test-not-a-real-key-1234"
+OPEN = [
+    {"role": "user", "content": "Which response is more helpful, (A) or (B)?"},
+    {"role": "assistant", "content": "The better response is"},
+]
+CONVERSATIONS = [
+    [{"role": "user", "content": "Hi"}],
+    [{"role": "user", "content": "Write a poem about the sea, please."}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}],
+    OPEN,
+]
+
+
+@pytest.fixture(scope="module")
+def hf() -> TransformersBackend:
+    return TransformersBackend(MODEL, device="cpu")
+
+
+@pytest.fixture
+def server(hf):
+    with serve(hf) as s:
+        yield s
+
+
+def client(base_url, **kw) -> OpenAIBackend:
+    kw = {"backoff": 0.01, "timeout": 10.0, **kw}
+    return OpenAIBackend(MODEL, base_url=base_url, **kw)
+
+
+def softmax(xs: list[float]) -> list[float]:
+    top = max(xs)
+    exps = [math.exp(x - top) for x in xs]
+    return [e / sum(exps) for e in exps]
+
+
+# ---------------------------------------------------------------------- generate
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        SamplingParams(max_new_tokens=12, temperature=0.0),
+        SamplingParams(max_new_tokens=12, temperature=0.0, repetition_penalty=1.3),
+        SamplingParams(max_new_tokens=10, temperature=1.0, seed=7, n=2),
+    ],
+    ids=["greedy", "greedy-penalty", "sampled-n2"],
+)
+def test_generate_matches_transformers(hf, server, params):
+    got = client(server.base_url).generate(CONVERSATIONS, params)
+    # the server runs one conversation per call, and sample i of n uses seed + i
+    seeds = [None if params.seed is None else params.seed + i for i in range(params.n)]
+    want = [
+        [hf.generate([c], replace(params, n=1, seed=s))[0][0] for s in seeds] for c in CONVERSATIONS
+    ]
+    assert [[(g.text, g.num_tokens, g.finish_reason) for g in row] for row in got] == [
+        [(g.text, g.num_tokens, g.finish_reason) for g in row] for row in want
+    ]
+    assert server.requests == len(CONVERSATIONS) * params.n
+    first = got[0][0]
+    assert first.raw["base_url"] == server.base_url and first.raw["id"]
+
+
+def test_generate_stop_string(hf, server):
+    params = SamplingParams(max_new_tokens=16, temperature=1.0, seed=3)
+    text = hf.generate([CONVERSATIONS[1]], params)[0][0].text
+    stop = text[len(text) // 2 : len(text) // 2 + 3]
+    assert stop.strip(), text
+    params = replace(params, stop=(stop,))
+    want = hf.generate([CONVERSATIONS[1]], params)[0][0]
+    got = client(server.base_url).generate([CONVERSATIONS[1]], params)[0][0]
+    assert (got.text, got.num_tokens, got.finish_reason) == (want.text, want.num_tokens, "stop")
+    assert stop not in got.text
+
+
+# ---------------------------------------------------------------------- scoring
+
+
+def test_echo_scoring_matches_transformers(hf, server, caplog):
+    backend = client(server.base_url, tokenizer=MODEL)
+    assert backend.scoring_method == "echo"
+    options = [" (A)", " (B)"]
+    conversations = [OPEN, CONVERSATIONS[0]]
+    with caplog.at_level("INFO", logger="cai"):
+        got = backend.score_options(conversations, options)
+        backend.score_options(conversations, options)
+    want = hf.score_options(conversations, options)
+    for g_row, w_row in zip(got, want):
+        assert g_row == pytest.approx(w_row, abs=1e-4)
+    assert backend.scoring_method == "echo"
+    assert sum("scoring options by echo" in r.message for r in caplog.records) == 1
+    assert all(p == "/v1/completions" for p in server.paths)
+
+
+def _top_tokens(hf, conversation, k=20):
+    """The model's top-k next tokens (id, text) after ``conversation``."""
+    ids = hf.encode([conversation])[0]
+    with torch.inference_mode():
+        logits = hf.model(input_ids=torch.tensor([ids])).logits[0, -1].float()
+    lp = torch.log_softmax(logits, -1)
+    top = torch.topk(lp, k)
+    return ids, [(i, hf.tokenizer.decode([i])) for i in top.indices.tolist()], float(top.values[-1])
+
+
+def test_top_logprobs_scoring(hf, server):
+    """What is exactly comparable: with options " (X)" and " (Y)", the method scores the
+    token after the common prefix " (", so each score must equal transformers' log-prob of
+    option "X" after the answer extended by " (" -- when X is one token there, and in the
+    top 20. On a random model "A" and "B" are not, so X and Y are picked from the top 20."""
+    extended = [*OPEN[:-1], {"role": "assistant", "content": OPEN[-1]["content"] + " ("}]
+    ctx, top, lowest = _top_tokens(hf, extended)
+    text = hf.render(extended)
+    texts = [t for _, t in top]
+    picked = []
+    for tid, t in top:
+        longer = [u for u in texts if len(u) > len(t) and (t + ")").startswith(u)]
+        one_token = hf.option_token_ids(ctx, text, t) == [tid]
+        if t.isalpha() and t.isascii() and one_token and not longer:
+            if not picked or picked[0][0] != t[0]:
+                picked.append(t)
+        if len(picked) == 2:
+            break
+    assert len(picked) == 2, texts
+    options = [f" ({t})" for t in picked] + [" (qqzzxq)"]  # the last is in no top 20
+
+    backend = client(server.base_url)
+    assert backend.scoring_method == "top_logprobs"
+    got = backend.score_options([OPEN], options)[0]
+    assert backend.scoring_method == "top_logprobs"
+    assert server.requests == 1 and server.paths == ["/v1/chat/completions"]
+
+    want = hf.score_options([extended], picked)[0]
+    assert got[:2] == pytest.approx(want, abs=1e-4)
+    assert softmax(got[:2]) == pytest.approx(softmax(want), abs=1e-3)
+    assert got[2] == pytest.approx(lowest - math.log(2), abs=1e-4)  # the documented floor
+
+
+def test_auto_scoring_without_tokenizer(server):
+    assert client(server.base_url).scoring_method == "top_logprobs"
+    assert client(server.base_url, tokenizer=MODEL).scoring_method == "echo"
+    with pytest.raises(CaiError, match="tokenizer"):
+        client(server.base_url, scoring="echo")
+    with pytest.raises(CaiError, match="scoring"):
+        client(server.base_url, scoring="magic")
+
+
+# ---------------------------------------------------------------------- HTTP
+
+
+def test_round_robin_over_two_servers(hf):
+    params = SamplingParams(max_new_tokens=4, temperature=0.0)
+    with serve(hf) as a, serve(hf) as b:
+        for base_url in ([a.base_url, b.base_url], f"{a.base_url}, {b.base_url}/"):
+            out = client(base_url).generate(CONVERSATIONS, params)
+            assert len(out) == len(CONVERSATIONS)
+        assert a.requests > 0 and b.requests > 0
+        assert a.requests + b.requests == 2 * len(CONVERSATIONS)
+
+
+def test_api_key_sent_and_hidden(server, monkeypatch):
+    monkeypatch.setenv("CAI_TEST_KEY", KEY)
+    backend = client(server.base_url, api_key_env="CAI_TEST_KEY")
+    backend.generate([CONVERSATIONS[0]], SamplingParams(max_new_tokens=2))
+    assert server.auth_headers == [f"Bearer {KEY}"]
+    assert KEY not in repr(backend)
+    monkeypatch.delenv("CAI_TEST_KEY")
+    client(server.base_url, api_key_env="CAI_TEST_KEY").generate(
+        [CONVERSATIONS[0]], SamplingParams(max_new_tokens=2)
+    )
+    assert server.auth_headers[-1] is None
+
+
+def test_retries_429_and_500(server):
+    server.script = ["429", "500", "ok"]
+    out = client(server.base_url).generate([CONVERSATIONS[0]], SamplingParams(max_new_tokens=3))
+    assert out[0][0].num_tokens > 0
+    assert server.requests == 3
+
+
+def test_retry_after_is_honoured(server):
+    server.script = ["429:1", "ok"]
+    start = time.monotonic()
+    client(server.base_url).generate([CONVERSATIONS[0]], SamplingParams(max_new_tokens=2))
+    assert time.monotonic() - start >= 0.9
+    assert server.requests == 2
+
+
+def test_retries_timeout_and_dropped_connection(server):
+    server.script = ["hang:20", "drop", "ok"]
+    start = time.monotonic()
+    out = client(server.base_url, timeout=0.5).generate(
+        [CONVERSATIONS[0]], SamplingParams(max_new_tokens=3)
+    )
+    assert out[0][0].num_tokens > 0
+    assert server.requests == 3
+    assert time.monotonic() - start < 10
+
+
+def test_gives_up_after_retries_without_leaking_key(server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    server.script = ["500"] * 10
+    backend = client(server.base_url, max_retries=2)
+    with pytest.raises(CaiError) as err:
+        backend.generate([CONVERSATIONS[0]], SamplingParams(max_new_tokens=2))
+    assert server.requests == 3
+    message = str(err.value)
+    assert server.base_url in message and "500" in message and "3 attempts" in message
+    assert KEY not in message and KEY not in repr(err.value.__cause__)
+
+
+def test_connection_refused_gives_up(hf):
+    with serve(hf) as s:
+        url = s.base_url
+    with pytest.raises(CaiError, match="ConnectError"):
+        client(url, max_retries=1).generate([CONVERSATIONS[0]], SamplingParams(max_new_tokens=2))
+
+
+def test_other_4xx_fails_at_once(server):
+    backend = OpenAIBackend("no-such-model", base_url=server.base_url, backoff=0.01)
+    with pytest.raises(CaiError, match=r"HTTP 404: The model `no-such-model` does not exist"):
+        backend.generate([CONVERSATIONS[0]], SamplingParams(max_new_tokens=2))
+    assert server.requests == 1
+
+
+def test_called_from_a_running_event_loop(server):
+    import asyncio
+
+    async def inside() -> list:
+        return client(server.base_url).generate(
+            [CONVERSATIONS[0]], SamplingParams(max_new_tokens=2)
+        )
+
+    assert asyncio.run(inside())[0][0].num_tokens > 0
+
+
+# ---------------------------------------------------------------------- optional extra
+
+
+def test_missing_httpx_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "httpx", None)
+    monkeypatch.delitem(sys.modules, "cai.backends.openai")
+    module = importlib.import_module("cai.backends.openai")  # importing needs no httpx
+    with pytest.raises(CaiError, match=r"cai\[openai\]"):
+        module.OpenAIBackend(MODEL)
+    with pytest.raises(CaiError, match=r"cai\[openai\]"):
+        load_backend("openai", MODEL)
