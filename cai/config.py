@@ -135,3 +135,53 @@ def load_config(cls: type[C], path: Path | None = None, overrides: dict | None =
         field = ".".join(str(p) for p in err["loc"])
         msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
         raise CaiError(f"{source}: field {field!r}: {msg}") from None
+
+
+class ReviseConfig(_Config):
+    """Settings of ``cai generate-revisions``. Every field can be set in ``--config`` YAML."""
+
+    prompts: str = "red-team"
+    """A shipped prompt set (red-team, helpful), a JSONL/JSON/CSV/Parquet file, a
+    `save_to_disk` folder or a Hub dataset id."""
+    split: str | None = None
+    """The split of a Hub dataset or DatasetDict folder (default train)."""
+    prompt_column: str | None = None
+    """The column that holds the prompt; detected when not given."""
+    limit: int | None = Field(default=None, ge=1)
+    """Take only the first N rows of the input."""
+    output: Path = Path("out/revisions")
+    """The output folder: dataset shards, card, rows journal, rejects and run.json."""
+    constitution: str = "harmless"
+    """A shipped constitution name or a YAML path."""
+    rounds: int = Field(default=1, ge=1)
+    """Critique-and-revise rounds per prompt, each with a freshly sampled principle."""
+    principles: Literal["sample", "all"] = "sample"
+    """`sample`: one sampled principle per round. `all`: one round per principle, in order."""
+    few_shot: bool = True
+    """Put the constitution's worked examples before each critique (the paper's method)."""
+    skip_unneeded: bool = False
+    """Skip a revision when the critique says nothing needs to change."""
+    prompts_dir: Path | None = None
+    """A folder whose templates override the shipped ones by name."""
+    backend: BackendConfig = Field(default_factory=BackendConfig)
+    """The model and engine."""
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    """Sampling settings; `sampling.seed` is the run's seed."""
+    chunk_size: int = Field(default=64, ge=1)
+    """Rows per chunk: each stage is one batched call per chunk, and finished chunks are saved."""
+    test_size: float = Field(default=0.0, ge=0)
+    """Held-out rows: a fraction in (0, 1) or a count."""
+    split_scheme: Literal["default", "cai-recipe"] = "default"
+    """`default`: train/test. `cai-recipe`: train_sft/test_sft/train_prefs/test_prefs."""
+    num_shards: int = Field(default=1, ge=1)
+    """Split the input into this many deterministic shards (for job arrays)."""
+    shard_index: int = Field(default=0, ge=0)
+    """Which shard this run processes."""
+    cache: Path | None = None
+    """The generation cache (SQLite); default $CAI_CACHE/generations.sqlite."""
+    no_cache: bool = False
+    """Do not read or write the generation cache."""
+    push_to_hub: str | None = None
+    """Push the dataset to this Hub repo when done (token from HF_TOKEN or `hf auth login`)."""
+    private: bool = False
+    """Make the pushed Hub repo private."""

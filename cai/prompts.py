@@ -99,3 +99,12 @@ def example_context(constitution: Constitution, principle: Principle | None = No
         "options": SAMPLE_RESPONSES,
         "labels": [chr(ord("A") + i) for i in range(len(SAMPLE_RESPONSES))],
     }
+
+
+def template_hash(name: str, prompts_dir: str | Path | None = None) -> str:
+    """sha256 of a template's source, as resolved (overrides included); for provenance."""
+    import hashlib
+
+    env = environment(str(prompts_dir) if prompts_dir else None)
+    source, _, _ = env.loader.get_source(env, name + SUFFIX)  # type: ignore[union-attr]
+    return hashlib.sha256(source.encode()).hexdigest()

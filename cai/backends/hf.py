@@ -67,6 +67,15 @@ class TransformersBackend:
 
     # ------------------------------------------------------------------ helpers
 
+    @property
+    def context_length(self) -> int | None:
+        """The model's maximum sequence length, if its config says."""
+        return getattr(self.model.config, "max_position_embeddings", None)
+
+    def count_tokens(self, conversations: list[Conversation]) -> list[int]:
+        """Prompt tokens of each conversation, as the model would see it."""
+        return [len(ids) for ids in self.encode(conversations)]
+
     def render(self, conversation: Conversation) -> str:
         """The chat-template text; an open final assistant message is continued."""
         open_answer = conversation[-1]["role"] == "assistant"

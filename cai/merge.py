@@ -1,0 +1,53 @@
+"""``cai merge``: join the output folders of a sharded run into one dataset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cai.data import write_rejects
+from cai.files import write_json_atomic
+from cai.jobs import merge_outputs
+from cai.journal import RowJournal
+from cai.output import DatasetCard, split_rows, write_dataset
+
+
+def merge_shards(shard_dirs: list[Path], out_dir: Path) -> int:
+    """Check and join shard folders; write the merged dataset, card and journal."""
+    rows, rejects, settings = merge_outputs(shard_dirs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    journal = RowJournal(out_dir / "rows.jsonl")
+    if journal.path.exists():
+        journal.path.unlink()
+    journal.append(rows)
+    splits = split_rows(
+        rows,
+        test_size=settings.get("test_size", 0.0),
+        seed=(settings.get("sampling") or {}).get("seed", 0),
+        scheme=settings.get("split_scheme", "default"),
+    )
+    first_card = (shard_dirs[0] / "README.md").read_text() if shard_dirs else ""
+    body = first_card.split("\n---\n", 1)[-1] if first_card.startswith("---") else first_card
+    card = DatasetCard(
+        title=f"Merged dataset ({len(shard_dirs)} shards)",
+        summary=(
+            f"{len(rows)} rows merged by `cai merge` from {len(shard_dirs)} shard folders, each "
+            "row checked to appear exactly once. The card of the first shard follows; "
+            "its counts and timings are that shard's."
+        ),
+        sections={"First shard's card": body.replace("\n# ", "\n### ")},
+        tags=["constitutional-ai", "rlaif", "cai", "synthetic"],
+    )
+    write_dataset(out_dir, splits, card)
+    write_rejects(out_dir / "rejects.jsonl", rejects)
+    write_json_atomic(
+        out_dir / "run.json",
+        {
+            "merged_from": [str(d) for d in shard_dirs],
+            "settings": settings,
+            "expected_ids": [r["id"] for r in rows],
+            "complete": True,
+            "fingerprint": json.loads((shard_dirs[0] / "run.json").read_text()).get("fingerprint"),
+        },
+    )
+    return len(rows)

@@ -1,0 +1,225 @@
+"""``cai generate-revisions`` as a batch job: read, revise in chunks, write, describe, push."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+from cai.config import ReviseConfig
+from cai.constitution import load_constitution
+from cai.data import PromptRow, Reject, read_prompts
+from cai.gencache import GenerationCache
+from cai.jobs import finish_run, run_chunks, select_shard
+from cai.output import DatasetCard, markdown_table, push_to_hub, split_rows, write_dataset
+from cai.resources import cache_dir
+from cai.revise import Reviser, principle_stats
+
+
+def build_reviser(cfg: ReviseConfig, backend=None) -> Reviser:
+    """The ``Reviser`` a config describes (``backend`` may be given to reuse one)."""
+    cache = GenerationCache(
+        None if cfg.no_cache else (cfg.cache or cache_dir() / "generations.sqlite")
+    )
+    return Reviser(
+        backend=backend or cfg.backend.create(),
+        constitution=load_constitution(cfg.constitution),
+        params=cfg.sampling.params(),
+        rounds=cfg.rounds,
+        principles=cfg.principles,
+        few_shot=cfg.few_shot,
+        skip_unneeded=cfg.skip_unneeded,
+        prompts_dir=cfg.prompts_dir,
+        cache=cache,
+    )
+
+
+def load_rows(cfg: ReviseConfig) -> tuple[list[PromptRow], list[Reject]]:
+    rows, rejects = read_prompts(
+        cfg.prompts, split=cfg.split, prompt_column=cfg.prompt_column, limit=cfg.limit
+    )
+    return select_shard(rows, cfg.num_shards, cfg.shard_index), rejects
+
+
+def generations_per_row(cfg: ReviseConfig, reviser: Reviser) -> int:
+    rounds = len(reviser.constitution.principles) if cfg.principles == "all" else cfg.rounds
+    return 1 + 2 * rounds
+
+
+def dry_run(cfg: ReviseConfig, warmup_rows: int = 4) -> dict:
+    """How many rows and generations a run needs, timed from a short warm-up."""
+    rows, rejects = load_rows(cfg)
+    reviser = build_reviser(cfg.model_copy(update={"no_cache": True}))
+    rows, too_long = reviser.check_context(rows)
+    gens = len(rows) * generations_per_row(cfg, reviser)
+    sample = rows[:warmup_rows]
+    start = time.perf_counter()
+    outs = reviser.backend.generate(
+        [reviser.system + r.conversation for r in sample], reviser.params
+    )
+    elapsed = time.perf_counter() - start
+    tokens = sum(o[0].num_tokens for o in outs)
+    tok_s = tokens / elapsed if elapsed > 0 else 0.0
+    est_tokens = gens * (tokens / max(1, len(sample)))
+    return {
+        "rows": len(rows),
+        "rejected": len(rejects) + len(too_long),
+        "generations": gens,
+        "warmup_tokens_per_s": round(tok_s, 1),
+        "estimated_tokens": int(est_tokens),
+        "estimated_seconds": round(est_tokens / tok_s, 0) if tok_s else None,
+        "note": "the warm-up runs at batch size <= 4; full batches are faster",
+    }
+
+
+def run_revisions(cfg: ReviseConfig, backend=None) -> dict:
+    """Run the whole job; return the summary that is also stored in ``run.json``."""
+    rows, rejects = load_rows(cfg)
+    reviser = build_reviser(cfg, backend)
+    rows, too_long = reviser.check_context(rows)
+    rejects += too_long
+    provenance = reviser.provenance()
+    result = run_chunks(
+        rows,
+        lambda chunk: reviser.revise(chunk, provenance),
+        cfg.output,
+        fingerprint=reviser.fingerprint(),
+        settings=cfg.model_dump(mode="json"),
+        chunk_size=cfg.chunk_size,
+        desc="revisions",
+        tokens=lambda: sum(s.generated_tokens for s in reviser.stats.values()),
+    )
+    reviser.cache.close()
+    gen_tokens = sum(s.generated_tokens for s in reviser.stats.values())
+    summary = {
+        "rows": len(result.rows),
+        "resumed_rows": result.resumed,
+        "processed_rows": result.processed,
+        "rejected_rows": len(rejects),
+        "reject_reasons": dict(Counter(r.reason.split(":")[0] for r in rejects)),
+        "seconds": round(result.seconds, 2),
+        "generated_tokens": gen_tokens,
+        "tokens_per_second": round(gen_tokens / result.seconds, 2) if result.seconds else 0.0,
+        "stages": {k: vars(v) for k, v in reviser.stats.items()},
+        "principles": principle_stats(result.rows),
+        "no_change_rate": _rate(result.rows),
+    }
+    splits = split_rows(
+        result.rows, test_size=cfg.test_size, seed=cfg.sampling.seed, scheme=cfg.split_scheme
+    )
+    write_dataset(cfg.output, splits, revision_card(cfg, reviser, provenance, summary))
+    finish_run(cfg.output, rejects, summary)
+    if cfg.push_to_hub:
+        summary["hub"] = push_to_hub(cfg.output, cfg.push_to_hub, private=cfg.private)
+    return summary
+
+
+def _rate(rows: list[dict]) -> float:
+    steps = [s for r in rows for s in r["trace"]["rounds"]]
+    return round(sum(s["no_change_needed"] for s in steps) / len(steps), 3) if steps else 0.0
+
+
+def revision_card(
+    cfg: ReviseConfig, reviser: Reviser, provenance: dict, summary: dict
+) -> DatasetCard:
+    c = reviser.constitution
+    stage_rows = [
+        [name, s["requested"], s["cached"], s["generated_tokens"], round(s["seconds"], 1)]
+        for name, s in summary["stages"].items()
+    ]
+    principle_rows = [
+        [p["principle"], p["rounds"], p["no_change_rate"], p["mean_length_change"]]
+        for p in summary["principles"]
+    ]
+    reasons = summary["reject_reasons"]
+    sampling = provenance["sampling"]
+    sampled = cfg.principles == "sample"
+    rounds = cfg.rounds if sampled else "one round per principle of"
+    return DatasetCard(
+        title=f"CAI revisions: {c.name} constitution, {reviser.backend.model_name}",
+        summary=(
+            f"Critique-and-revision data made with `cai generate-revisions` (cai "
+            f"{provenance['cai_version']}). Each of {summary['rows']} prompts got an initial "
+            f"answer from `{reviser.backend.model_name}`, then {rounds} "
+            f"critique-and-revision round(s) against the `{c.name}` constitution. "
+            "`messages`/`completion` are for SFT (loss on the revision only); `chosen` "
+            "(final revision) and `rejected` (initial answer) with `prompt` are for DPO and "
+            "reward modelling. The full trace of every row is in `trace`."
+        ),
+        sections={
+            "Constitution": (
+                f"`{c.name}` version {c.version}, sha256 `{c.content_hash}`, "
+                f"{len(c.principles)} principles; principles are "
+                f"{'sampled per row (seeded)' if sampled else 'all applied in order'}; "
+                f"few-shot examples: {'on' if cfg.few_shot else 'off'}."
+            ),
+            "Generation settings": markdown_table(
+                ["setting", "value"],
+                [
+                    ["model", reviser.backend.model_name],
+                    ["backend", reviser.backend.name],
+                    *[[k, v] for k, v in sampling.items()],
+                    ["rounds", cfg.rounds],
+                    ["skip unneeded revisions", cfg.skip_unneeded],
+                    ["input", cfg.prompts],
+                ],
+            ),
+            "Per-principle statistics": markdown_table(
+                ["principle", "rounds", "no-change rate", "mean length change (chars)"],
+                principle_rows,
+            ),
+            "Skipped rows": (
+                f"{summary['rejected_rows']} input rows were skipped "
+                f"({', '.join(f'{k}: {v}' for k, v in reasons.items()) or 'none'}); "
+                "each is listed with its reason in `rejects.jsonl` beside the data."
+            ),
+            "Throughput": (
+                f"{summary['generated_tokens']} tokens generated in {summary['seconds']} s "
+                f"({summary['tokens_per_second']} tok/s) by this invocation; "
+                f"{summary['resumed_rows']} rows resumed from an earlier run.\n\n"
+                + markdown_table(
+                    ["stage", "requests", "cache hits", "generated tokens", "seconds"], stage_rows
+                )
+            ),
+            "Provenance": (
+                f"Every row's `provenance` column records the schema version "
+                f"({provenance['schema_version']}), the cai version, the model, the backend, "
+                f"the sampling settings, the seed ({provenance['seed']}), the constitution's "
+                f"name, version and hash, and the template hashes "
+                f"({', '.join(f'{k}: `{v[:12]}`' for k, v in provenance['templates'].items())})."
+            ),
+            "Use": (
+                "```python\nfrom datasets import load_dataset\n"
+                'ds = load_dataset("PATH_OR_REPO")\n'
+                "# SFT: trl.SFTTrainer on columns prompt/completion\n"
+                "# DPO: trl.DPOTrainer on columns prompt/chosen/rejected\n```"
+            ),
+        },
+        tags=["constitutional-ai", "rlaif", "cai", "synthetic"],
+        extra_yaml={
+            "cai": {
+                "constitution": c.name,
+                "constitution_hash": c.content_hash,
+                "model": reviser.backend.model_name,
+                "seed": provenance["seed"],
+            }
+        },
+    )
+
+
+def summary_lines(summary: dict, out_dir: Path) -> list[str]:
+    """The short summary printed at the end of a run."""
+    lines = [
+        f"{summary['rows']} rows in {out_dir} ({summary['resumed_rows']} resumed, "
+        f"{summary['processed_rows']} processed, {summary['rejected_rows']} skipped"
+        + (" - see rejects.jsonl)" if summary["rejected_rows"] else ")"),
+        f"{summary['generated_tokens']} tokens in {summary['seconds']} s = "
+        f"{summary['tokens_per_second']} tok/s; critiques saying no change needed: "
+        f"{summary['no_change_rate']:.0%}",
+    ]
+    for p in summary["principles"]:
+        lines.append(
+            f"  {p['principle']:<28} rounds {p['rounds']:>4}  no-change "
+            f"{p['no_change_rate']:.0%}  length change {p['mean_length_change']:+.0f}"
+        )
+    return lines
