@@ -124,8 +124,9 @@ def load_config(cls: type[C], path: Path | None = None, overrides: dict | None =
     for key, value in (overrides or {}).items():
         if value is None:
             continue
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key] = {**data[key], **{k: v for k, v in value.items() if v is not None}}
+        if isinstance(value, dict):
+            given = {k: v for k, v in value.items() if v is not None}
+            data[key] = {**(data.get(key) or {}), **given}
         else:
             data[key] = value
     try:

@@ -17,7 +17,6 @@ import math
 import os
 import random
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import yaml
 
 from cai.errors import CaiError
-from cai.files import write_text_atomic
+from cai.files import atomic_file, write_text_atomic
 
 log = logging.getLogger("cai")
 
@@ -259,16 +258,8 @@ def _drop_empty_dicts(value: Any) -> Any:
 def _write_parquet_atomic(table, path: Path) -> None:
     import pyarrow.parquet as pq
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pq.write_table(table, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb") as f:
+        pq.write_table(table, f)
 
 
 def push_to_hub(

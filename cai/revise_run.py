@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -158,7 +159,7 @@ def revision_card(
                 [
                     ["model", reviser.backend.model_name],
                     ["backend", reviser.backend.name],
-                    *[[k, v] for k, v in sampling.items()],
+                    *[[k, json.dumps(v)] for k, v in sampling.items()],
                     ["rounds", cfg.rounds],
                     ["skip unneeded revisions", cfg.skip_unneeded],
                     ["input", cfg.prompts],
