@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cai.backends.base import Backend, SamplingParams
 from cai.errors import CaiError
@@ -170,8 +170,17 @@ class ReviseConfig(_Config):
     """Sampling settings; `sampling.seed` is the run's seed."""
     chunk_size: int = Field(default=64, ge=1)
     """Rows per chunk: each stage is one batched call per chunk, and finished chunks are saved."""
-    test_size: float = Field(default=0.0, ge=0)
+    test_size: float | int = Field(default=0, ge=0)
     """Held-out rows: a fraction in (0, 1) or a count."""
+
+    @field_validator("test_size")
+    @classmethod
+    def _fraction_or_count(cls, v: float | int) -> float | int:
+        if v >= 1:
+            if v != int(v):
+                raise ValueError("give a fraction in (0, 1) or a whole number of rows")
+            return int(v)
+        return v
     split_scheme: Literal["default", "cai-recipe"] = "default"
     """`default`: train/test. `cai-recipe`: train_sft/test_sft/train_prefs/test_prefs."""
     num_shards: int = Field(default=1, ge=1)

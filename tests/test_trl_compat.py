@@ -1,0 +1,111 @@
+"""trl's trainers take what generate-revisions writes: SFT (loss on the revision) and DPO."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from datasets import load_dataset
+
+from cai.config import ReviseConfig, load_config
+from cai.models import resolve_model
+from cai.revise_run import run_revisions
+
+
+@pytest.fixture(scope="module")
+def revisions(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rev") / "out"
+    cfg = load_config(
+        ReviseConfig,
+        None,
+        {
+            "output": out,
+            "limit": 8,
+            "no_cache": True,
+            "backend": {"model": "tiny-random", "batch_size": 8},
+            "sampling": {"max_new_tokens": 12, "temperature": 1.0},
+        },
+    )
+    run_revisions(cfg)
+    return load_dataset(str(out))["train"]
+
+
+def _model_and_tokenizer():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model("tiny-random")
+    return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+
+
+def _snapshot(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+def _changed(model, before) -> bool:
+    return any(not torch.equal(before[k], v) for k, v in model.named_parameters())
+
+
+def test_sft_trains_with_loss_on_the_revision_only(revisions, tmp_path):
+    from trl import SFTConfig, SFTTrainer
+
+    model, tok = _model_and_tokenizer()
+    before = _snapshot(model)
+    args = SFTConfig(
+        output_dir=str(tmp_path),
+        max_steps=2,
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        bf16=False,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=1,
+        use_cpu=True,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        processing_class=tok,
+        train_dataset=revisions.select_columns(["prompt", "completion"]),
+    )
+    example = trainer.train_dataset[0]
+    mask = [label != -100 for label in example["labels"]]
+    assert 0 < sum(mask) < len(mask)
+    # The tokens that carry loss are exactly the revision (and its end-of-turn token).
+    trained = [t for t, m in zip(example["input_ids"], mask) if m]
+    revision = revisions[0]["completion"][0]["content"]
+    assert tok.decode(trained, skip_special_tokens=True).strip() == revision.strip()
+    assert tok.eos_token_id in trained[-2:]  # "<|im_end|>" then ChatML's newline
+    untrained = tok.decode([t for t, m in zip(example["input_ids"], mask) if not m])
+    assert revisions[0]["prompt"][-1]["content"] in untrained
+    batch = trainer.data_collator([example])
+    assert (batch["labels"] != -100).sum() == sum(mask)
+    trainer.train()
+    assert _changed(model, before)
+    assert all("loss" in h for h in trainer.state.log_history[:2])
+
+
+def test_dpo_trains_on_chosen_and_rejected(revisions, tmp_path):
+    from trl import DPOConfig, DPOTrainer
+
+    model, tok = _model_and_tokenizer()
+    before = _snapshot(model)
+    args = DPOConfig(
+        output_dir=str(tmp_path),
+        max_steps=2,
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        bf16=False,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=1,
+        use_cpu=True,
+    )
+    trainer = DPOTrainer(
+        model=model,
+        args=args,
+        processing_class=tok,
+        train_dataset=revisions.select_columns(["prompt", "chosen", "rejected"]),
+    )
+    trainer.train()
+    assert _changed(model, before)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert len(losses) == 2 and all(loss == loss for loss in losses)  # finite, not NaN
