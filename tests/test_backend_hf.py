@@ -133,3 +133,35 @@ def test_smollm2_offline_answers_stops_on_im_end_and_scores():
         for option, score in zip([*OPTIONS, " Paris"], row):
             assert score == pytest.approx(direct_option_logprob(backend, c, option), abs=1e-4)
     assert scores[1][2] > scores[1][0]  # "The answer is Paris" beats "The answer is (A)"
+
+
+SYSTEM = {"role": "system", "content": "You are a careful assistant. " * 12}
+
+
+def test_fast_engine_matches_generate_greedy(tiny_backend):
+    from cai.backends.hf import TransformersBackend
+
+    hf = TransformersBackend("tiny-random", batch_size=4, engine="hf")
+    params = SamplingParams(max_new_tokens=10, temperature=0, repetition_penalty=1.3)
+    convs = [[SYSTEM, *c[-1:]] for c in CONVS] + CONVS
+    ours = tiny_backend.generate(convs, params)
+    theirs = hf.generate(convs, params)
+    assert [g[0].text for g in ours] == [g[0].text for g in theirs]
+    assert [g[0].num_tokens for g in ours] == [g[0].num_tokens for g in theirs]
+
+
+def test_shared_prefix_is_prefilled_once_and_changes_nothing(tiny_backend):
+    params = SamplingParams(max_new_tokens=8, temperature=1.0, seed=4)
+    convs = [[SYSTEM, *c[-1:]] for c in CONVS]
+    saved = tiny_backend.decoder.prefix_tokens_saved
+    together = tiny_backend.generate(convs, params)
+    assert tiny_backend.decoder.prefix_tokens_saved > saved
+    alone = [tiny_backend.generate([c], params)[0] for c in convs]
+    assert [g[0].text for g in together] == [g[0].text for g in alone]
+
+
+def test_a_rows_sample_does_not_depend_on_its_batch(tiny_backend):
+    params = SamplingParams(max_new_tokens=8, temperature=1.0, seed=9)
+    with_others = tiny_backend.generate(CONVS, params)[1][0].text
+    alone = tiny_backend.generate([CONVS[1]], params)[0][0].text
+    assert with_others == alone

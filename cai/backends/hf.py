@@ -14,6 +14,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from cai.backends.base import Conversation, Generation, SamplingParams, cut_at_stop
+from cai.backends.decode import Decoder, row_seed
 from cai.models import resolve_model
 
 
@@ -31,6 +32,8 @@ class TransformersBackend:
         device: ``"auto"`` (CUDA if present, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         dtype: ``"auto"`` (bfloat16 on CUDA, float32 on CPU), or a torch dtype name.
         trust_remote_code: only if you trust the model's repository; off by default.
+        engine: ``"cai"`` (default) decodes with ``cai.backends.decode``: shared-prefix
+            reuse, preallocated cache, per-row seeds. ``"hf"`` calls ``model.generate``.
     """
 
     name = "transformers"
@@ -42,7 +45,11 @@ class TransformersBackend:
         device: str = "auto",
         dtype: str = "auto",
         trust_remote_code: bool = False,
+        engine: str = "cai",
     ) -> None:
+        if engine not in ("cai", "hf"):
+            raise ValueError(f"engine must be 'cai' or 'hf', not {engine!r}")
+        self.engine = engine
         self.model_name = model
         self.batch_size = max(1, int(batch_size))
         if device == "auto":
@@ -64,6 +71,7 @@ class TransformersBackend:
         eos = self.model.generation_config.eos_token_id
         eos = eos if isinstance(eos, list) else [eos]
         self.eos_ids = {i for i in [*eos, self.tokenizer.eos_token_id] if i is not None}
+        self.decoder = Decoder(self.model, self.pad_id, self.eos_ids)
 
     # ------------------------------------------------------------------ helpers
 
@@ -130,31 +138,54 @@ class TransformersBackend:
         jobs = [i for i in range(len(conversations)) for _ in range(params.n)]
         order = sorted(range(len(jobs)), key=lambda j: -len(prompts[jobs[j]]))
         results: list[Generation | None] = [None] * len(jobs)
-        sample = params.temperature > 0
         for b, chunk in enumerate(_batches(order, self.batch_size)):
-            ids, mask = self._left_pad([prompts[jobs[j]] for j in chunk])
-            if params.seed is not None:
-                torch.manual_seed(params.seed + b)
-            out = self.model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                max_new_tokens=params.max_new_tokens,
-                do_sample=sample,
-                temperature=params.temperature if sample else None,
-                top_p=params.top_p if sample else None,
-                top_k=None,
-                repetition_penalty=params.repetition_penalty,
-                stop_strings=list(params.stop) or None,
-                tokenizer=self.tokenizer if params.stop else None,
-                pad_token_id=self.pad_id,
-                eos_token_id=sorted(self.eos_ids),
-            )
-            for row, j in zip(out[:, ids.shape[1] :].tolist(), chunk):
+            batch = [prompts[jobs[j]] for j in chunk]
+            if self.engine == "cai":
+                rows = self._decode(batch, [j % params.n for j in chunk], params)
+            else:
+                rows = self._hf_generate(batch, params, b)
+            for row, j in zip(rows, chunk):
                 results[j] = self._finish(row, params.stop)
         grouped: list[list[Generation]] = [[] for _ in conversations]
         for j, i in enumerate(jobs):
             grouped[i].append(results[j])  # type: ignore[arg-type]
         return grouped
+
+    def _decode(self, batch: list[list[int]], samples: list[int], params: SamplingParams):
+        seeds = [row_seed(params.seed or 0, k, p) for k, p in zip(samples, batch)]
+        check = None
+        if params.stop:
+            width = max(len(s) for s in params.stop) + 1
+            decode = self.tokenizer.decode
+
+            def check(tokens: list[int]) -> bool:
+                return cut_at_stop(decode(tokens[-width:], skip_special_tokens=True), params.stop)[
+                    1
+                ]
+
+        return [r.tokens for r in self.decoder.decode(batch, params, seeds, check)]
+
+    def _hf_generate(self, batch: list[list[int]], params: SamplingParams, b: int):
+        """The reference path: transformers' own ``generate`` (engine="hf")."""
+        ids, mask = self._left_pad(batch)
+        if params.seed is not None:
+            torch.manual_seed(params.seed + b)
+        sample = params.temperature > 0
+        out = self.model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=params.max_new_tokens,
+            do_sample=sample,
+            temperature=params.temperature if sample else None,
+            top_p=params.top_p if sample else None,
+            top_k=None,
+            repetition_penalty=params.repetition_penalty,
+            stop_strings=list(params.stop) or None,
+            tokenizer=self.tokenizer if params.stop else None,
+            pad_token_id=self.pad_id,
+            eos_token_id=sorted(self.eos_ids),
+        )
+        return out[:, ids.shape[1] :].tolist()
 
     def option_token_ids(self, context: list[int], text: str, option: str) -> list[int]:
         """The option's tokens as they follow ``context`` (whose text is ``text``)."""

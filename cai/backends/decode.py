@@ -1,0 +1,235 @@
+"""A batched decode loop for causal LMs, faster than ``generate`` for CAI's workload.
+
+What it does differently from ``model.generate``:
+
+- **Shared prefix.** The longest common token prefix of a batch (the system prompt and
+  few-shot block every row carries) is prefilled once, at batch size 1, kept for the next
+  calls, and written into every row's cache. Rows are laid out as
+  ``[prefix][left padding][row's own tokens][generated]`` with positions that skip the
+  padding, so each row sees exactly what it would see alone.
+- **No cache copying.** Keys and values live in buffers allocated once per batch; each
+  step writes one column and attention reads a view. ``generate``'s dynamic cache
+  concatenates, copying the whole cache at every step.
+- **Only the last logits.** The LM head runs on one position per row, never the prompt.
+- **Per-row seeds.** Each row samples from its own random stream, seeded from the run's
+  seed and the row's tokens, so a row's text does not depend on which rows share its
+  batch. Sampling is an inverse-CDF draw, not ``torch.multinomial``.
+- **Finished rows leave the batch** once a quarter of it is done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers.cache_utils import DynamicCache, DynamicLayer
+
+from cai.backends.base import SamplingParams
+
+MIN_SHARED_PREFIX = 16
+
+
+class _BufferLayer(DynamicLayer):
+    """A cache layer over preallocated buffers: ``update`` writes in place, returns views."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, length: int) -> None:
+        super().__init__()
+        self.buf_k, self.buf_v = keys, values
+        self.dtype, self.device = keys.dtype, keys.device
+        self.keys, self.values = keys[:, :, :length], values[:, :, :length]
+        self.is_initialized = True
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        n, q = self.keys.shape[-2], key_states.shape[-2]
+        self.buf_k[:, :, n : n + q] = key_states
+        self.buf_v[:, :, n : n + q] = value_states
+        self.keys, self.values = self.buf_k[:, :, : n + q], self.buf_v[:, :, : n + q]
+        return self.keys, self.values
+
+    def select(self, rows: torch.Tensor) -> None:
+        n = self.keys.shape[-2]
+        self.buf_k, self.buf_v = self.buf_k.index_select(0, rows), self.buf_v.index_select(0, rows)
+        self.keys, self.values = self.buf_k[:, :, :n], self.buf_v[:, :, :n]
+
+
+@dataclass
+class RowResult:
+    tokens: list[int]
+    """Generated tokens, including the end-of-turn token if there was one."""
+    stopped: bool
+    """Ended on an end-of-turn token or a stop string (else: ran out of tokens)."""
+
+
+def row_seed(seed: int, sample: int, prompt: Sequence[int]) -> int:
+    """The random stream of one answer: fixed by the seed, the sample index and the prompt."""
+    digest = hashlib.sha256(f"{seed}:{sample}:{','.join(map(str, prompt))}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
+
+
+def common_prefix_len(rows: Sequence[Sequence[int]]) -> int:
+    first, n = rows[0], min(len(r) for r in rows)
+    for i in range(n):
+        if any(r[i] != first[i] for r in rows):
+            return i
+    return n
+
+
+class Decoder:
+    """Decodes batches for one model; remembers the last few shared prefixes' caches."""
+
+    def __init__(self, model, pad_id: int, eos_ids: set[int], keep_prefixes: int = 4) -> None:
+        self.model = model
+        self.pad_id = pad_id
+        self.eos = set(eos_ids)
+        self.prefixes: OrderedDict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = (
+            OrderedDict()
+        )
+        self.keep_prefixes = keep_prefixes
+        self.prefix_hits = 0
+        self.prefix_tokens_saved = 0
+
+    def _prefix_cache(self, prefix: tuple[int, ...]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        if prefix in self.prefixes:
+            self.prefixes.move_to_end(prefix)
+            self.prefix_hits += 1
+            return self.prefixes[prefix]
+        cache = DynamicCache()
+        ids = torch.tensor([prefix], device=self.model.device)
+        self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        kv = [(layer.keys, layer.values) for layer in cache.layers]
+        self.prefixes[prefix] = kv
+        while len(self.prefixes) > self.keep_prefixes:
+            self.prefixes.popitem(last=False)
+        return kv
+
+    @torch.inference_mode()
+    def decode(
+        self,
+        prompts: list[list[int]],
+        params: SamplingParams,
+        seeds: list[int],
+        stop_check=None,
+    ) -> list[RowResult]:
+        """Generate for every prompt; ``stop_check(tokens) -> bool`` tests stop strings."""
+        dev = self.model.device
+        b, max_new = len(prompts), params.max_new_tokens
+        p = common_prefix_len(prompts) if b > 1 else 0
+        p = min(p, min(len(x) for x in prompts) - 1)  # every row keeps >= 1 token of its own
+        if p < MIN_SHARED_PREFIX:
+            p = 0
+        s = max(len(x) - p for x in prompts)
+        total = p + s + max_new
+        cache = DynamicCache()
+        layers = []
+        prefix_kv = self._prefix_cache(tuple(prompts[0][:p])) if p else None
+        if p:
+            self.prefix_tokens_saved += p * (b - 1)
+        cfg = self.model.config.get_text_config()
+        for i in range(cfg.num_hidden_layers):
+            if prefix_kv is not None:
+                k0, v0 = prefix_kv[i]
+                shape_k = (b, k0.shape[1], total, k0.shape[-1])
+                shape_v = (b, v0.shape[1], total, v0.shape[-1])
+                buf_k = torch.empty(shape_k, dtype=k0.dtype, device=dev)
+                buf_v = torch.empty(shape_v, dtype=v0.dtype, device=dev)
+                buf_k[:, :, :p] = k0
+                buf_v[:, :, :p] = v0
+            else:
+                heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+                dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+                buf_k = torch.empty((b, heads, total, dim), dtype=self.model.dtype, device=dev)
+                buf_v = torch.empty_like(buf_k)
+            layers.append(_BufferLayer(buf_k, buf_v, p))
+        cache.layers = layers
+
+        ids = torch.full((b, s), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((b, p + s), dtype=torch.long)
+        mask[:, :p] = 1
+        for r, prompt in enumerate(prompts):
+            own = prompt[p:]
+            ids[r, s - len(own) :] = torch.tensor(own, dtype=torch.long)
+            mask[r, p + s - len(own) :] = 1
+        ids, mask = ids.to(dev), mask.to(dev)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        vocab = self.model.get_output_embeddings().weight.shape[0]
+        seen = torch.zeros((b, vocab), dtype=torch.bool, device=dev)
+        if params.repetition_penalty != 1.0:
+            for r, prompt in enumerate(prompts):
+                seen[r, torch.tensor(sorted(set(prompt)), device=dev)] = True
+        uniform = torch.stack(
+            [torch.rand(max_new, generator=torch.Generator().manual_seed(sd)) for sd in seeds]
+        ).to(dev)
+
+        logits = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions[:, p:],
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1, :]
+        rows = torch.arange(b, device=dev)  # which original row each batch slot holds
+        last_pos = positions[:, -1]
+        out: list[list[int]] = [[] for _ in range(b)]
+        done = [False] * b
+        stopped = [False] * b
+        eos = self.eos
+        for step in range(max_new):
+            nxt = self._sample(logits.float(), seen, uniform[rows, step], params)
+            for r, t in zip(rows.tolist(), nxt.tolist()):
+                out[r].append(t)
+                if t in eos or (stop_check is not None and stop_check(out[r])):
+                    done[r] = stopped[r] = True
+            if step == max_new - 1:
+                break
+            active = torch.tensor([not done[r] for r in rows.tolist()], device=dev)
+            if not bool(active.any()):
+                break
+            if params.repetition_penalty != 1.0:
+                seen[torch.arange(len(rows), device=dev), nxt] = True
+            mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=mask.dtype, device=dev)], 1)
+            last_pos = last_pos + 1
+            if int(active.sum()) <= 0.75 * len(rows) and len(rows) > 2:
+                keep = active.nonzero().squeeze(1)
+                rows, nxt, mask, last_pos, seen = (
+                    rows[keep],
+                    nxt[keep],
+                    mask[keep],
+                    last_pos[keep],
+                    seen[keep],
+                )
+                for layer in cache.layers:
+                    layer.select(keep)
+            logits = self.model(
+                input_ids=nxt[:, None],
+                attention_mask=mask,
+                position_ids=last_pos[:, None],
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            ).logits[:, -1, :]
+        return [RowResult(out[r], stopped[r]) for r in range(b)]
+
+    @staticmethod
+    def _sample(logits, seen, u, params: SamplingParams) -> torch.Tensor:
+        if params.repetition_penalty != 1.0:
+            pen = params.repetition_penalty
+            logits = torch.where(seen, torch.where(logits > 0, logits / pen, logits * pen), logits)
+        if params.temperature <= 0:
+            return logits.argmax(-1)
+        probs = torch.softmax(logits / params.temperature, dim=-1)
+        if params.top_p < 1.0:
+            sorted_p, order = probs.sort(dim=-1, descending=True)
+            cum = sorted_p.cumsum(-1)
+            sorted_p = torch.where(cum - sorted_p >= params.top_p, 0.0, sorted_p)
+            cdf = sorted_p.cumsum(-1)
+            pick = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1)).clamp(
+                max=probs.shape[1] - 1
+            )
+            return order.gather(1, pick).squeeze(1)
+        cdf = probs.cumsum(-1)
+        pick = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1).contiguous())
+        return pick.squeeze(1).clamp(max=probs.shape[1] - 1)
