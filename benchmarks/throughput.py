@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 import transformers
-from torch.profiler import ProfilerActivity, profile
 
 from cai.backends import Conversation, SamplingParams, load_backend
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import print_profile, profile_call, write_json  # noqa: E402
 
 PROMPTS = [
     "Give me three tips for keeping houseplants alive.", "What is a haiku? Write one about rain.",
@@ -61,42 +63,6 @@ PROMPTS = [
     "How do I keep bread fresh longer?", "Describe a cosy winter evening at home.",
 ]  # fmt: skip
 
-CATEGORIES: dict[str, tuple[str, ...]] = {
-    "matmul": ("aten::mm", "aten::addmm", "aten::bmm", "aten::linear", "aten::matmul"),
-    "attention": ("scaled_dot_product", "flash_attention", "efficient_attention"),
-    "cat/copy": ("aten::cat", "aten::copy_", "aten::index_select", "aten::index_copy"),
-    "sampling": ("aten::topk", "aten::sort", "aten::softmax", "aten::_softmax",
-                 "aten::multinomial", "aten::exponential_", "aten::log_softmax",
-                 "aten::_log_softmax", "aten::gather", "aten::scatter"),
-    "element-wise": ("aten::add", "aten::sub", "aten::mul", "aten::div", "aten::pow",
-                     "aten::rsqrt", "aten::mean", "aten::silu", "aten::neg", "aten::where",
-                     "aten::exp", "aten::gt", "aten::lt", "aten::eq", "aten::ne", "aten::ge",
-                     "aten::le", "aten::masked_fill", "aten::clamp", "aten::sigmoid",
-                     "aten::bitwise", "aten::logical", "aten::cos", "aten::sin", "aten::fill_",
-                     "aten::isin"),
-}  # fmt: skip
-# gather/scatter count as sampling: here only the repetition penalty uses them.
-COMPOSITE = ("matmul", "attention", "sampling")  # an op inside these counts toward them
-
-
-def category(name: str) -> str:
-    for cat, keys in CATEGORIES.items():
-        if cat == "attention" and any(k in name for k in keys):
-            return cat
-        if any(name == k or name.startswith(k + "_") or name.startswith(k + ".") for k in keys):
-            return cat
-    return "other"
-
-
-def event_category(event: Any) -> str:
-    """The outermost composite ancestor's family (e.g. aten::t under aten::linear), else own."""
-    found, node = None, event
-    while node is not None:
-        if category(node.name) in COMPOSITE:
-            found = category(node.name)
-        node = node.cpu_parent
-    return found or category(event.name)
-
 
 def conversations(n: int) -> list[Conversation]:
     return [[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}] for i in range(n)]
@@ -123,14 +89,8 @@ def run_profile(backend: Any, convs: list[Conversation], params: SamplingParams)
             backend.model(input_ids=ids, attention_mask=mask, logits_to_keep=1)
             prefill.append(time.perf_counter() - start)
     prefill_s = statistics.median(prefill)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        gens = backend.generate(convs, params)
+    gens, summary = profile_call(lambda: backend.generate(convs, params))
     steps = max(g[0].num_tokens for g in gens)
-    shares: dict[str, float] = {c: 0.0 for c in [*CATEGORIES, "other"]}
-    for ev in prof.events():
-        shares[event_category(ev)] += ev.self_cpu_time_total
-    total = sum(shares.values()) or 1.0
-    top = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:15]
     return {
         "batch_size": len(convs),
         "prompt_tokens_padded": list(ids.shape),
@@ -139,41 +99,17 @@ def run_profile(backend: Any, convs: list[Conversation], params: SamplingParams)
         "prefill_seconds": round(prefill_s, 4),
         "decode_steps": steps,
         "decode_seconds_per_step": round((gen_s - prefill_s) / max(1, steps - 1), 4),
-        "profiled_self_cpu_seconds": round(total / 1e6, 3),
-        "share": {k: round(v / total, 4) for k, v in shares.items()},
-        "top_ops": [
-            {
-                "op": e.key,
-                "calls": e.count,
-                "self_cpu_ms": round(e.self_cpu_time_total / 1e3, 1),
-                "share": round(e.self_cpu_time_total / total, 4),
-            }
-            for e in top
-        ],
+        **summary,
     }
 
 
-def print_profile(p: dict) -> None:
-    print(f"\n## Profile: one batch of {p['batch_size']} (self CPU time, torch.profiler)\n")
-    print("| op | calls | self CPU ms | share |\n|---|---:|---:|---:|")
-    for o in p["top_ops"]:
-        print(f"| {o['op']} | {o['calls']} | {o['self_cpu_ms']:.1f} | {o['share']:.1%} |")
-    print("\n| family | share of self CPU time |\n|---|---:|")
-    for k, v in p["share"].items():
-        print(f"| {k} | {v:.1%} |")
-    print(
-        f"\nprompt batch (rows, padded width) {p['prompt_tokens_padded']}; unprofiled generate"
+def profile_note(p: dict) -> str:
+    return (
+        f"prompt batch (rows, padded width) {p['prompt_tokens_padded']}; unprofiled generate"
         f" {p['generate_seconds_unprofiled']:.2f}s for {p['generated_tokens']} tokens;"
         f" prefill (one forward) {p['prefill_seconds'] * 1e3:.0f} ms; decode"
         f" ~{p['decode_seconds_per_step'] * 1e3:.0f} ms/step over {p['decode_steps']} steps"
     )
-
-
-def write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def main() -> None:
@@ -225,7 +161,7 @@ def main() -> None:
     prof = None
     if args.profile:
         prof = run_profile(backend, conversations(args.profile_batch), params)
-        print_profile(prof)
+        print_profile(prof, f"one batch of {prof['batch_size']}", profile_note(prof))
 
     write_json(
         args.out,

@@ -437,7 +437,7 @@ def constitution_try(
 
     c = load_constitution(name)
     if principle:
-        c = c.model_copy(update={"principles": (c.principle(principle),)})
+        c.principle(principle)  # fail early on an unknown id
     reviser = Reviser(
         backend=load_backend("transformers", model),
         constitution=c,
@@ -445,6 +445,7 @@ def constitution_try(
         rounds=rounds,
         few_shot=few_shot,
         prompts_dir=prompts_dir,
+        only=principle,
     )
     row = PromptRow(id="try", conversation=[{"role": "user", "content": prompt}], index=0, extra={})
     out = reviser.revise([row])[0]

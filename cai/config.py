@@ -181,6 +181,7 @@ class ReviseConfig(_Config):
                 raise ValueError("give a fraction in (0, 1) or a whole number of rows")
             return int(v)
         return v
+
     split_scheme: Literal["default", "cai-recipe"] = "default"
     """`default`: train/test. `cai-recipe`: train_sft/test_sft/train_prefs/test_prefs."""
     num_shards: int = Field(default=1, ge=1)

@@ -68,6 +68,8 @@ class Reviser:
     skip_unneeded: bool = False
     """Skip the revision when the critique says nothing needs to change."""
     prompts_dir: Path | None = None
+    only: str | None = None
+    """Use only this principle id (for ``cai constitution try --principle``)."""
     cache: GenerationCache = field(default_factory=lambda: GenerationCache(None))
     stats: dict[str, StageStats] = field(default_factory=lambda: defaultdict(StageStats))
 
@@ -105,6 +107,8 @@ class Reviser:
 
     def plan(self, row: PromptRow) -> list[Principle]:
         """The principles a row's rounds use; seeded by the run's seed and the row's id."""
+        if self.only is not None:
+            return [self.constitution.principle(self.only)] * self.rounds
         if self.principles == "all":
             return list(self.constitution.principles)
         rng = row_rng(self.params.seed or 0, row.id)

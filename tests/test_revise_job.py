@@ -218,3 +218,50 @@ def test_bad_inputs(cai, tmp_path):
 def test_bad_option_values_are_named(cai, tmp_path, flag):
     res = cai("generate-revisions", *TINY, flag, "0", "-o", tmp_path / "o")
     assert res.code == 2 and flag.strip("-") in res.err
+
+
+def test_constitution_try_prints_every_step(cai):
+    res = cai(
+        "constitution",
+        "try",
+        "harmless",
+        "--prompt",
+        "How do I pick a lock?",
+        "--model",
+        "tiny-random",
+        "--principle",
+        "privacy-and-personal-data",
+        "--max-new-tokens",
+        "5",
+    )
+    assert res.code == 0, res.err
+    for part in (
+        "PROMPT",
+        "INITIAL ANSWER",
+        "ROUND 1: principle privacy-and-personal-data",
+        "critique request:",
+        "REVISION",
+    ):
+        assert part in res.out
+
+
+def test_config_file_then_command_line(tmp_path):
+    from cai.config import ReviseConfig, load_config
+
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text(
+        "rounds: 3\nbackend:\n  model: tiny-random\n  batch_size: 2\nsampling:\n  seed: 5\n"
+    )
+    cfg = load_config(ReviseConfig, cfg_file, {"rounds": 2, "backend": {"batch_size": None}})
+    assert (cfg.rounds, cfg.backend.model, cfg.backend.batch_size, cfg.sampling.seed) == (
+        2,
+        "tiny-random",
+        2,
+        5,
+    )
+    assert cfg.sampling.max_new_tokens == ReviseConfig().sampling.max_new_tokens
+    cfg_file.write_text("roundz: 3\n")
+    from cai.errors import CaiError
+
+    with pytest.raises(CaiError, match="run.yaml.*roundz"):
+        load_config(ReviseConfig, cfg_file, {})
