@@ -14,58 +14,41 @@ from cai.revise_run import run_revisions
 @pytest.fixture(scope="module")
 def revisions(tmp_path_factory):
     out = tmp_path_factory.mktemp("rev") / "out"
-    cfg = load_config(
-        ReviseConfig,
-        None,
-        {
-            "output": out,
-            "limit": 8,
-            "no_cache": True,
-            "backend": {"model": "tiny-random", "batch_size": 8},
-            "sampling": {"max_new_tokens": 12, "temperature": 1.0},
-        },
-    )
-    run_revisions(cfg)
+    overrides = {
+        "output": out,
+        "limit": 8,
+        "no_cache": True,
+        "backend": {"model": "tiny-random", "batch_size": 8},
+        "sampling": {"max_new_tokens": 12, "temperature": 1.0},
+    }
+    run_revisions(load_config(ReviseConfig, None, overrides))
     return load_dataset(str(out))["train"]
 
 
-def _model_and_tokenizer():
+def make_trainer(trainer_cls, config_cls, dataset, tmp_path):
+    """A trainer on a fresh tiny model, two steps, CPU; returns it and a weight snapshot."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model("tiny-random")
-    return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    model, tok = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    args = config_cls(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=4,
+                      learning_rate=1e-2, bf16=False, report_to=[], save_strategy="no",
+                      logging_steps=1, use_cpu=True)  # fmt: skip
+    trainer = trainer_cls(model=model, args=args, processing_class=tok, train_dataset=dataset)
+    return trainer, before
 
 
-def _snapshot(model) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.named_parameters()}
-
-
-def _changed(model, before) -> bool:
-    return any(not torch.equal(before[k], v) for k, v in model.named_parameters())
+def weights_changed(trainer, before) -> bool:
+    return any(not torch.equal(before[k], v) for k, v in trainer.model.named_parameters())
 
 
 def test_sft_trains_with_loss_on_the_revision_only(revisions, tmp_path):
     from trl import SFTConfig, SFTTrainer
 
-    model, tok = _model_and_tokenizer()
-    before = _snapshot(model)
-    args = SFTConfig(
-        output_dir=str(tmp_path),
-        max_steps=2,
-        per_device_train_batch_size=4,
-        learning_rate=1e-2,
-        bf16=False,
-        report_to=[],
-        save_strategy="no",
-        logging_steps=1,
-        use_cpu=True,
-    )
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        processing_class=tok,
-        train_dataset=revisions.select_columns(["prompt", "completion"]),
-    )
+    data = revisions.select_columns(["prompt", "completion"])
+    trainer, before = make_trainer(SFTTrainer, SFTConfig, data, tmp_path)
+    tok = trainer.processing_class
     example = trainer.train_dataset[0]
     mask = [label != -100 for label in example["labels"]]
     assert 0 < sum(mask) < len(mask)
@@ -79,33 +62,16 @@ def test_sft_trains_with_loss_on_the_revision_only(revisions, tmp_path):
     batch = trainer.data_collator([example])
     assert (batch["labels"] != -100).sum() == sum(mask)
     trainer.train()
-    assert _changed(model, before)
+    assert weights_changed(trainer, before)
     assert all("loss" in h for h in trainer.state.log_history[:2])
 
 
 def test_dpo_trains_on_chosen_and_rejected(revisions, tmp_path):
     from trl import DPOConfig, DPOTrainer
 
-    model, tok = _model_and_tokenizer()
-    before = _snapshot(model)
-    args = DPOConfig(
-        output_dir=str(tmp_path),
-        max_steps=2,
-        per_device_train_batch_size=4,
-        learning_rate=1e-2,
-        bf16=False,
-        report_to=[],
-        save_strategy="no",
-        logging_steps=1,
-        use_cpu=True,
-    )
-    trainer = DPOTrainer(
-        model=model,
-        args=args,
-        processing_class=tok,
-        train_dataset=revisions.select_columns(["prompt", "chosen", "rejected"]),
-    )
+    data = revisions.select_columns(["prompt", "chosen", "rejected"])
+    trainer, before = make_trainer(DPOTrainer, DPOConfig, data, tmp_path)
     trainer.train()
-    assert _changed(model, before)
+    assert weights_changed(trainer, before)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert len(losses) == 2 and all(loss == loss for loss in losses)  # finite, not NaN

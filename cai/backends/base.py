@@ -73,6 +73,17 @@ class Backend(Protocol):
     ) -> list[list[float]]: ...
 
 
+def render_chat(tokenizer, conversation: Conversation) -> str:
+    """A conversation as chat-template text; an open final assistant message is continued."""
+    open_answer = conversation[-1]["role"] == "assistant"
+    return tokenizer.apply_chat_template(
+        conversation,
+        tokenize=False,
+        add_generation_prompt=not open_answer,
+        continue_final_message=open_answer,
+    )
+
+
 def cut_at_stop(text: str, stops: tuple[str, ...] | list[str]) -> tuple[str, bool]:
     """Cut ``text`` before the earliest stop string; say whether one was found."""
     cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)

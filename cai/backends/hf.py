@@ -13,7 +13,13 @@ from collections.abc import Iterator, Sequence
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from cai.backends.base import Conversation, Generation, SamplingParams, cut_at_stop
+from cai.backends.base import (
+    Conversation,
+    Generation,
+    SamplingParams,
+    cut_at_stop,
+    render_chat,
+)
 from cai.backends.decode import Decoder, row_seed
 from cai.models import resolve_model
 
@@ -86,13 +92,7 @@ class TransformersBackend:
 
     def render(self, conversation: Conversation) -> str:
         """The chat-template text; an open final assistant message is continued."""
-        open_answer = conversation[-1]["role"] == "assistant"
-        return self.tokenizer.apply_chat_template(
-            conversation,
-            tokenize=False,
-            add_generation_prompt=not open_answer,
-            continue_final_message=open_answer,
-        )
+        return render_chat(self.tokenizer, conversation)
 
     def encode(self, conversations: list[Conversation]) -> list[list[int]]:
         texts = [self.render(c) for c in conversations]

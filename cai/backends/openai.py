@@ -44,7 +44,13 @@ import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from cai.backends.base import Conversation, Generation, SamplingParams, cut_at_stop
+from cai.backends.base import (
+    Conversation,
+    Generation,
+    SamplingParams,
+    cut_at_stop,
+    render_chat,
+)
 from cai.errors import CaiError
 
 if TYPE_CHECKING:
@@ -236,13 +242,7 @@ class OpenAIBackend:
 
     def render(self, conversation: Conversation) -> str:
         """The chat-template text, as ``TransformersBackend.render`` makes it (echo scoring)."""
-        open_answer = conversation[-1]["role"] == "assistant"
-        return self.tokenizer.apply_chat_template(
-            conversation,
-            tokenize=False,
-            add_generation_prompt=not open_answer,
-            continue_final_message=open_answer,
-        )
+        return render_chat(self.tokenizer, conversation)
 
     @staticmethod
     def _continuation(conversation: Conversation) -> dict:
