@@ -46,30 +46,16 @@ from _common import print_profile, profile_call, write_json  # noqa: E402
 SETUPS = ("naive", "cai")
 TARGET_RATIO = 4.0  # cai tok/s >= 4x the naive loop's, with and without few-shot
 TARGET_TOK_S = 150.0  # cai generated tok/s without few-shot
+SAMPLING = {"temperature": 0.7, "repetition_penalty": 1.2}
 
 
 def make_config(args: argparse.Namespace, few_shot: bool, out: Path, n: int) -> ReviseConfig:
     """The revision job both setups run: N red-team prompts, one round, no cache."""
-    return load_config(
-        ReviseConfig,
-        overrides={
-            "prompts": "red-team",
-            "limit": n,
-            "output": out,
-            "constitution": "harmless",
-            "rounds": 1,
-            "few_shot": few_shot,
-            "no_cache": True,
-            "chunk_size": n,
-            "backend": {"model": args.model, "batch_size": args.batch_size},
-            "sampling": {
-                "max_new_tokens": args.max_new_tokens,
-                "temperature": 0.7,
-                "repetition_penalty": 1.2,
-                "seed": args.seed,
-            },
-        },
-    )
+    sampling = {"max_new_tokens": args.max_new_tokens, "seed": args.seed, **SAMPLING}
+    job = {"prompts": "red-team", "limit": n, "constitution": "harmless", "rounds": 1}
+    job |= {"output": out, "few_shot": few_shot, "no_cache": True, "chunk_size": n}
+    backend = {"model": args.model, "batch_size": args.batch_size}
+    return load_config(ReviseConfig, overrides={**job, "backend": backend, "sampling": sampling})
 
 
 def naive(cfg: ReviseConfig, backend: Any) -> dict:
@@ -232,16 +218,11 @@ def main(argv: list[str] | None = None) -> None:
             "platform": platform.platform(),
             "env": {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")},
             "settings": {
-                "prompts": "red-team",
-                "num_prompts": args.num_prompts,
-                "constitution": "harmless",
-                "rounds": 1,
-                "batch_size": args.batch_size,
-                "chunk_size": args.num_prompts,
-                "no_cache": True,
-                "profile_batch": args.profile_batch if args.profile else None,
-                "sampling": make_config(args, True, Path("."), 1).sampling.model_dump(),
+                **make_config(args, True, Path("-"), args.num_prompts).model_dump(
+                    mode="json", exclude={"output", "few_shot"}
+                ),
                 "stops": list(DEFAULT_STOPS),
+                "profile_batch": args.profile_batch if args.profile else None,
             },
             "targets": {"ratio_vs_naive": TARGET_RATIO, "tokens_per_s_no_few_shot": TARGET_TOK_S},
             "targets_met": met,

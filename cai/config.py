@@ -9,10 +9,10 @@ with the file and the field.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from cai.backends.base import Backend, SamplingParams
 from cai.errors import CaiError
@@ -138,6 +138,17 @@ def load_config(cls: type[C], path: Path | None = None, overrides: dict | None =
         raise CaiError(f"{source}: field {field!r}: {msg}") from None
 
 
+def _fraction_or_count(v: float | int) -> float | int:
+    if v >= 1:
+        if v != int(v):
+            raise ValueError("give a fraction in (0, 1) or a whole number of rows")
+        return int(v)
+    return v
+
+
+TestSize = Annotated[float | int, Field(ge=0), AfterValidator(_fraction_or_count)]
+
+
 class ReviseConfig(_Config):
     """Settings of ``cai generate-revisions``. Every field can be set in ``--config`` YAML."""
 
@@ -170,17 +181,8 @@ class ReviseConfig(_Config):
     """Sampling settings; `sampling.seed` is the run's seed."""
     chunk_size: int = Field(default=64, ge=1)
     """Rows per chunk: each stage is one batched call per chunk, and finished chunks are saved."""
-    test_size: float | int = Field(default=0, ge=0)
+    test_size: TestSize = 0
     """Held-out rows: a fraction in (0, 1) or a count."""
-
-    @field_validator("test_size")
-    @classmethod
-    def _fraction_or_count(cls, v: float | int) -> float | int:
-        if v >= 1:
-            if v != int(v):
-                raise ValueError("give a fraction in (0, 1) or a whole number of rows")
-            return int(v)
-        return v
 
     split_scheme: Literal["default", "cai-recipe"] = "default"
     """`default`: train/test. `cai-recipe`: train_sft/test_sft/train_prefs/test_prefs."""
@@ -196,3 +198,58 @@ class ReviseConfig(_Config):
     """Push the dataset to this Hub repo when done (token from HF_TOKEN or `hf auth login`)."""
     private: bool = False
     """Make the pushed Hub repo private."""
+
+
+class JudgeConfig(_Config):
+    """Settings of ``cai judge``. Every field can be set in ``--config`` YAML."""
+
+    prompts: str = "out/revisions"
+    """Prompts with candidates: a cai output folder, a file, a save_to_disk folder or a Hub id.
+    Candidates come from a list column (candidates/responses/completions), chosen/rejected,
+    or response_a/response_b; or are sampled with `num_candidates` and `policy`."""
+    split: str | None = None
+    """The split to read (default train)."""
+    prompt_column: str | None = None
+    """The column that holds the prompt; detected when not given."""
+    limit: int | None = Field(default=None, ge=1)
+    """Take only the first N rows."""
+    output: Path = Path("out/preferences")
+    """The output folder."""
+    constitution: str = "harmless"
+    """Where the comparison questions come from."""
+    mode: Literal["logprob", "cot", "generate"] = "logprob"
+    """logprob: option probabilities. cot: reasoning first. generate: parse a generated letter."""
+    both_orders: bool = True
+    """Judge every pair as (a, b) and (b, a) and average: controls position bias."""
+    principles: str = "1"
+    """Comparison questions per pair: a number, or `all` for an ensemble of every principle."""
+    cot_clamp: bool = True
+    """In CoT mode, clamp the stored soft label to [0.4, 0.6] as the CAI paper does."""
+    judge: BackendConfig = Field(default_factory=BackendConfig)
+    """The judge model and engine (may be an API model through the openai backend)."""
+    judge_max_new_tokens: int = Field(default=256, ge=1)
+    """CoT reasoning length."""
+    num_candidates: int | None = Field(default=None, ge=2)
+    """Sample this many responses per prompt from `policy` instead of reading candidates."""
+    policy: BackendConfig | None = None
+    """The policy that samples candidates (with `num_candidates`)."""
+    temperature_range: tuple[float, float] = (0.6, 1.2)
+    """Sampled candidates spread their temperatures evenly over this range."""
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    """Policy sampling settings; `sampling.seed` is the run's seed."""
+    pair_budget: int | None = Field(default=None, ge=1)
+    """With K > 2 candidates: judge at most this many pairs per prompt (default: all)."""
+    chunk_size: int = Field(default=64, ge=1)
+    """Rows per chunk; finished chunks are saved."""
+    test_size: TestSize = 0
+    """Held-out rows: a fraction in (0, 1) or a count."""
+    num_shards: int = Field(default=1, ge=1)
+    """Deterministic shards, for job arrays."""
+    shard_index: int = Field(default=0, ge=0)
+    """Which shard this run processes."""
+    prompts_dir: Path | None = None
+    """Template overrides."""
+    push_to_hub: str | None = None
+    """Push the dataset to this Hub repo when done."""
+    private: bool = False
+    """Make the Hub repo private."""

@@ -279,6 +279,14 @@ def _read_parquet(path: Path) -> Iterator[tuple[int, Any]]:
 def _read_folder(path: Path, split: str | None) -> Iterator[tuple[int, Any]]:
     import datasets
 
+    if (path / "data").is_dir() and (path / "README.md").is_file():
+        # A cai output folder (or any Hub-style dataset folder): parquet shards and a card.
+        try:
+            ds = datasets.load_dataset(str(path), split=split or "train")
+        except Exception as e:
+            raise CaiError(f"cannot load {path} as a dataset folder ({e})") from e
+        yield from enumerate(ds)
+        return
     try:
         ds = datasets.load_from_disk(str(path))
     except Exception as e:

@@ -1,0 +1,305 @@
+"""``cai judge`` as a batch job: candidates in, a preference dataset out.
+
+Output columns (one row per prompt)::
+
+    id, prompt (messages), chosen, rejected (one-message assistant lists),
+    score_chosen, score_rejected (Bradley-Terry log-strengths), margin (their difference),
+    p_chosen (the soft label: P(chosen is better)), p_chosen_by_order (per order judged),
+    flipped (the orders disagreed), principles (ids), per_principle [{principle_id,
+    question, p_chosen}], candidates, scores, ranking (best first), comparisons
+    [{i, j, p_i, flipped}], judge_raw (CoT or generated texts), abstained, provenance
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections import Counter
+
+from cai import __version__
+from cai.backends.base import SamplingParams
+from cai.config import JudgeConfig
+from cai.constitution import load_constitution
+from cai.data import PromptRow, Reject, read_prompts
+from cai.jobs import finish_run, run_chunks, select_shard
+from cai.judge import Judge, PairItem, PairResult
+from cai.output import DatasetCard, markdown_table, push_to_hub, split_rows, write_dataset
+from cai.prompts import template_hash
+from cai.ranking import all_pairs, bradley_terry, bt_probability, budgeted_pairs, ranking
+
+SCHEMA_VERSION = 1
+_LIST_COLUMNS = ("candidates", "responses", "completions")
+_PAIR_COLUMNS = (("chosen", "rejected"), ("response_a", "response_b"))
+
+
+def _text(value) -> str | None:
+    """A response given as a string or as a one-message assistant list."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and isinstance(value[-1], dict):
+        return value[-1].get("content")
+    return None
+
+
+def candidates_of(row: PromptRow) -> list[str] | None:
+    """The candidate responses stored in a row's other columns, if any."""
+    for col in _LIST_COLUMNS:
+        if isinstance(row.extra.get(col), list):
+            return [t for t in (_text(v) for v in row.extra[col]) if t is not None]
+    for a, b in _PAIR_COLUMNS:
+        if a in row.extra and b in row.extra:
+            return [t for t in (_text(row.extra[a]), _text(row.extra[b])) if t is not None]
+    return None
+
+
+def sample_candidates(cfg: JudgeConfig, rows: list[PromptRow], policy) -> list[list[str]]:
+    """K responses per prompt from the policy, temperatures spread over the range."""
+    k = cfg.num_candidates or 2
+    lo, hi = cfg.temperature_range
+    out: list[list[str]] = [[] for _ in rows]
+    for i in range(k):
+        t = lo + (hi - lo) * i / max(1, k - 1)
+        params = cfg.sampling.params()
+        params = SamplingParams(**{**params.to_dict(), "temperature": t, "seed": params.seed + i})
+        for j, gens in enumerate(policy.generate([r.conversation for r in rows], params)):
+            out[j].append(gens[0].text.strip())
+    return out
+
+
+def preference_row(
+    row: PromptRow, cands: list[str], judged: list[tuple[int, int, PairResult]], provenance: dict
+) -> dict:
+    """Aggregate a prompt's judged pairs into one preference row."""
+    k = len(cands)
+    if k == 2:
+        p = min(max(judged[0][2].p_a, 1e-6), 1 - 1e-6)
+        half = math.log(p / (1 - p)) / 2
+        scores = [half, -half]
+    else:
+        scores = bradley_terry(k, [(i, j, r.p_a) for i, j, r in judged])
+    order = ranking(scores)
+    best, worst = order[0], order[-1]
+    direct = next(((i, j, r) for i, j, r in judged if {i, j} == {best, worst}), None)
+    if direct is not None:
+        i, _, r = direct
+        flip = i != best  # r.p_a is P(i better); chosen is `best`
+        p_chosen = 1 - r.p_a if flip else r.p_a
+        by_order = [None if o["p_a"] is None else (1 - o["p_a"] if flip else o["p_a"])
+                    for o in r.orders]  # fmt: skip
+        per_principle = [
+            {
+                **pp,
+                "p_chosen": None if pp["p_a"] is None else (1 - pp["p_a"] if flip else pp["p_a"]),
+            }
+            for pp in r.principles
+        ]
+        flipped, raws = r.flipped, [o["raw"] for o in r.orders]
+    else:
+        p_chosen, by_order, per_principle, flipped, raws = (
+            bt_probability(scores[best], scores[worst]),
+            [],
+            [],
+            False,
+            [],
+        )
+    for pp in per_principle:
+        pp.pop("p_a", None)
+    return {
+        "id": row.id,
+        "prompt": row.conversation,
+        "chosen": [{"role": "assistant", "content": cands[best]}],
+        "rejected": [{"role": "assistant", "content": cands[worst]}],
+        "score_chosen": scores[best],
+        "score_rejected": scores[worst],
+        "margin": scores[best] - scores[worst],
+        "p_chosen": p_chosen,
+        "p_chosen_by_order": by_order,
+        "flipped": flipped,
+        "principles": [pp["principle_id"] for pp in per_principle],
+        "per_principle": per_principle,
+        "candidates": cands,
+        "scores": scores,
+        "ranking": order,
+        "comparisons": [
+            {
+                "i": i,
+                "j": j,
+                "p_i": r.p_a,
+                "flipped": r.flipped,
+                # P(the option shown first won), per single-order judgment: position bias.
+                "p_first": [
+                    None if o["p_a"] is None else (o["p_a"] if o["order"] == "ab" else 1 - o["p_a"])
+                    for o in r.orders
+                ],
+            }
+            for i, j, r in judged
+        ],
+        "judge_raw": raws,
+        "abstained": sum(r.abstained for _, _, r in judged),
+        "provenance": provenance,
+    }
+
+
+class JudgeJob:
+    """Judges chunks of rows: candidates, pairs, one batched judge pass, aggregation."""
+
+    def __init__(self, cfg: JudgeConfig, judge: Judge, policy=None) -> None:
+        self.cfg, self.judge, self.policy = cfg, judge, policy
+        c = judge.constitution
+        self.provenance = {
+            "schema_version": SCHEMA_VERSION,
+            "cai_version": __version__,
+            "judge_model": judge.backend.model_name,
+            "judge_backend": judge.backend.name,
+            "policy_model": policy.model_name if policy is not None else None,
+            "mode": judge.mode,
+            "both_orders": judge.both_orders,
+            "principles": str(judge.principles),
+            "cot_clamp": list(judge.cot_clamp) if judge.cot_clamp else None,
+            "seed": judge.seed,
+            "constitution": {"name": c.name, "version": str(c.version), "hash": c.content_hash},
+            "templates": {
+                t: template_hash(t, judge.prompts_dir) for t in ("compare", "compare_cot")
+            },
+        }
+
+    def pairs(self, row: PromptRow, k: int) -> list[tuple[int, int]]:
+        if k == 2 or self.cfg.pair_budget is None:
+            return all_pairs(k)
+        rng = random.Random(f"{self.judge.seed}:{row.id}")
+        return budgeted_pairs(k, self.cfg.pair_budget, rng)
+
+    def __call__(self, rows: list[PromptRow]) -> list[dict]:
+        cands = (
+            sample_candidates(self.cfg, rows, self.policy)
+            if self.policy is not None
+            else [candidates_of(r) or [] for r in rows]
+        )
+        items, where = [], []
+        for n, (row, cs) in enumerate(zip(rows, cands)):
+            for i, j in self.pairs(row, len(cs)):
+                items.append(PairItem(f"{row.id}:{i}-{j}", row.conversation, cs[i], cs[j]))
+                where.append((n, i, j))
+        results = self.judge.judge(items)
+        judged: list[list] = [[] for _ in rows]
+        for (n, i, j), r in zip(where, results):
+            judged[n].append((i, j, r))
+        return [preference_row(r, c, jd, self.provenance) for r, c, jd in zip(rows, cands, judged)]
+
+
+def run_judge(cfg: JudgeConfig, judge_backend=None, policy_backend=None) -> dict:
+    rows, rejects = read_prompts(
+        cfg.prompts, split=cfg.split, prompt_column=cfg.prompt_column, limit=cfg.limit
+    )
+    rows = select_shard(rows, cfg.num_shards, cfg.shard_index)
+    policy = policy_backend
+    if cfg.num_candidates and policy is None:
+        policy = (cfg.policy or cfg.judge).create()
+    if policy is None:
+        keep = []
+        for r in rows:
+            n = len(candidates_of(r) or [])
+            if n >= 2:
+                keep.append(r)
+            else:
+                rejects.append(Reject(r.index, r.id, f"fewer than 2 candidates ({n})", ""))
+        rows = keep
+    judge = Judge(
+        backend=judge_backend or cfg.judge.create(),
+        constitution=load_constitution(cfg.constitution),
+        mode=cfg.mode,
+        both_orders=cfg.both_orders,
+        principles=cfg.principles if cfg.principles == "all" else int(cfg.principles),
+        seed=cfg.sampling.seed,
+        cot_clamp=(0.4, 0.6) if cfg.cot_clamp else None,
+        params=SamplingParams(max_new_tokens=cfg.judge_max_new_tokens, temperature=0.0),
+        prompts_dir=str(cfg.prompts_dir) if cfg.prompts_dir else None,
+    )
+    job = JudgeJob(cfg, judge, policy)
+    fingerprint = hashlib.sha256(
+        (repr(sorted(job.provenance.items())) + repr(cfg.model_dump(mode="json"))).encode()
+    ).hexdigest()[:16]
+    result = run_chunks(rows, job, cfg.output, fingerprint=fingerprint,
+                        settings=cfg.model_dump(mode="json"), chunk_size=cfg.chunk_size,
+                        desc="judging")  # fmt: skip
+    summary = judge_summary(result.rows, judge, result.seconds, rejects)
+    summary.update(resumed_rows=result.resumed, processed_rows=result.processed)
+    splits = split_rows(result.rows, test_size=cfg.test_size, seed=cfg.sampling.seed)
+    write_dataset(cfg.output, splits, judge_card(cfg, job, summary))
+    finish_run(cfg.output, rejects, summary)
+    if cfg.push_to_hub:
+        summary["hub"] = push_to_hub(cfg.output, cfg.push_to_hub, private=cfg.private)
+    return summary
+
+
+def judge_summary(rows: list[dict], judge: Judge, seconds: float, rejects: list[Reject]) -> dict:
+    """Position consistency, how often "A" wins, abstentions, per-principle statistics."""
+    comps = [c for r in rows for c in r["comparisons"]]
+    firsts = [p for c in comps for p in c["p_first"] if p is not None]
+    per_principle = Counter(p for r in rows for p in r["principles"])
+    pairs = len(comps)
+    return {
+        "rows": len(rows),
+        "pairs": pairs,
+        "rejected_rows": len(rejects),
+        "seconds": round(seconds, 2),
+        "pairs_per_second": round(pairs / seconds, 3) if seconds else 0.0,
+        "position_consistency": round(1 - sum(c["flipped"] for c in comps) / pairs, 4)
+        if pairs
+        else None,
+        "a_win_rate": round(sum(p > 0.5 for p in firsts) / len(firsts), 4) if firsts else None,
+        "mean_p_chosen": round(sum(r["p_chosen"] for r in rows) / len(rows), 4) if rows else None,
+        "abstained": sum(r["abstained"] for r in rows),
+        "fallbacks": judge.stats["fallbacks"],
+        "principle_use": dict(per_principle),
+    }
+
+
+def judge_card(cfg: JudgeConfig, job: JudgeJob, s: dict) -> DatasetCard:
+    prov = job.provenance
+    return DatasetCard(
+        title=(
+            f"AI-feedback preferences: {prov['constitution']['name']}, judge {prov['judge_model']}"
+        ),
+        summary=(
+            f"Preference pairs labelled by `cai judge` (cai {__version__}): the judge "
+            f"`{prov['judge_model']}` compared candidate responses against the "
+            f"`{prov['constitution']['name']}` constitution in {prov['mode']} mode"
+            f"{', both answer orders averaged' if prov['both_orders'] else ''}. `p_chosen` is "
+            "the soft label; `chosen`/`rejected` with `prompt` feed trl's RewardTrainer and "
+            "DPOTrainer; `margin` is the Bradley-Terry score difference."
+        ),
+        sections={
+            "Judge": markdown_table(
+                ["setting", "value"], [[k, v] for k, v in prov.items() if k not in ("templates",)]
+            ),
+            "Position bias and abstentions": markdown_table(
+                ["metric", "value"],
+                [
+                    [
+                        "position consistency (same verdict in both orders)",
+                        s["position_consistency"],
+                    ],
+                    ["share of judgments won by the option shown first", s["a_win_rate"]],
+                    ["mean p_chosen", s["mean_p_chosen"]],
+                    ["abstentions (unparseable answers)", s["abstained"]],
+                    ["fallbacks to generated answers", s["fallbacks"]],
+                ],
+            ),
+            "Per-principle use": markdown_table(
+                ["principle", "pairs"], sorted(s["principle_use"].items())
+            ),
+            "Throughput": (
+                f"{s['pairs']} pairs in {s['seconds']} s ({s['pairs_per_second']} pairs/s)."
+            ),
+            "Skipped rows": f"{s['rejected_rows']} rows skipped; see `rejects.jsonl`.",
+        },
+        tags=["constitutional-ai", "rlaif", "cai", "preferences", "ai-feedback"],
+        extra_yaml={
+            "cai": {
+                "judge_model": prov["judge_model"],
+                "constitution_hash": prov["constitution"]["hash"],
+            }
+        },
+    )
