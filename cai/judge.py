@@ -36,12 +36,20 @@ _STRICT = re.compile(r"^\W*(?:the answer is:?\s*)?\(?([AB])\)?(?:\W|$)", re.IGNO
 
 
 def parse_choice(text: str) -> str | None:
-    """'A' or 'B' from a generated answer like "(A)", "B.", "The answer is (A)"; else None."""
+    """'A' or 'B' from a generated answer like "(A)", "B.", "The answer is (A)"; else None.
+
+    Strict: "the answer is (X)" must name one letter, or the text must open with a letter
+    and name no other option; anything else is unparseable.
+    """
+    stated = {m.upper() for m in re.findall(r"answer is:?\s*\(?([AB])\b", text, re.IGNORECASE)}
+    if stated:
+        return stated.pop() if len(stated) == 1 else None
     m = _STRICT.match(text.strip())
-    if m:
-        return m.group(1).upper()
-    found = set(re.findall(r"answer is:?\s*\(?([AB])\)", text, re.IGNORECASE))
-    return found.pop().upper() if len(found) == 1 else None
+    if m is None:
+        return None
+    letter = m.group(1).upper()
+    other = "B" if letter == "A" else "A"
+    return None if re.search(rf"\({other}\)", text) else letter
 
 
 def softmax2(a: float, b: float) -> float:

@@ -75,3 +75,51 @@ def test_dpo_trains_on_chosen_and_rejected(revisions, tmp_path):
     assert weights_changed(trainer, before)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert len(losses) == 2 and all(loss == loss for loss in losses)  # finite, not NaN
+
+
+@pytest.fixture(scope="module")
+def preferences(revisions, tmp_path_factory):
+    from cai.config import JudgeConfig
+    from cai.judge_run import run_judge
+
+    src = tmp_path_factory.mktemp("src") / "rev"
+    revisions.save_to_disk(str(src))
+    out = tmp_path_factory.mktemp("judged") / "out"
+    overrides = {"prompts": str(src), "output": out, "judge": {"model": "tiny-random"}}
+    run_judge(load_config(JudgeConfig, None, overrides))
+    return load_dataset(str(out))["train"]
+
+
+def test_judge_output_has_soft_labels_and_both_orders(preferences):
+    row = preferences[0]
+    assert 0.0 <= row["p_chosen"] <= 1.0 and row["p_chosen"] >= 0.5
+    assert len(row["p_chosen_by_order"]) == 2
+    assert row["margin"] >= 0 and row["provenance"]["mode"] == "logprob"
+
+
+def test_reward_trainer_takes_judge_output(preferences, tmp_path):
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from trl import RewardConfig, RewardTrainer
+
+    path = resolve_model("tiny-random")
+    cfg = AutoConfig.from_pretrained(path)
+    cfg.num_labels = 1
+    model = AutoModelForSequenceClassification.from_pretrained(path, config=cfg)
+    tok = AutoTokenizer.from_pretrained(path)
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    args = RewardConfig(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=4,
+                        learning_rate=1e-2, bf16=False, report_to=[], save_strategy="no",
+                        logging_steps=1, use_cpu=True)  # fmt: skip
+    data = preferences.select_columns(["prompt", "chosen", "rejected", "margin"])
+    trainer = RewardTrainer(model=model, args=args, processing_class=tok, train_dataset=data)
+    trainer.train()
+    assert any(not torch.equal(before[k], v) for k, v in model.named_parameters())
+
+
+def test_dpo_trainer_takes_judge_output(preferences, tmp_path):
+    from trl import DPOConfig, DPOTrainer
+
+    data = preferences.select_columns(["prompt", "chosen", "rejected"])
+    trainer, before = make_trainer(DPOTrainer, DPOConfig, data, tmp_path)
+    trainer.train()
+    assert weights_changed(trainer, before)
