@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,7 @@ def read_gold(path: Path) -> list[GoldPair]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CaiError(f"cannot read gold file {path}: {e}") from None
     pairs: list[GoldPair] = []
-    seen: dict[str, int] = {}
+    seen: Counter[str] = Counter()
     for where, row in rows:
         try:
             pair = _parse_row(row if path.suffix == ".json" else json.loads(row))
@@ -73,10 +74,8 @@ def read_gold(path: Path) -> list[GoldPair]:
             raise CaiError(f"{path}, {where}: not valid JSON ({e})") from None
         except (ValueError, CaiError) as e:
             raise CaiError(f"{path}, {where}: {e}") from None
-        seen[pair.id] = seen.get(pair.id, 0) + 1
-        if seen[pair.id] > 1:
-            pair = replace(pair, id=f"{pair.id}-{seen[pair.id]}")
-        pairs.append(pair)
+        seen[pair.id] += 1
+        pairs.append(replace(pair, id=f"{pair.id}-{seen[pair.id]}") if seen[pair.id] > 1 else pair)
     if not pairs:
         raise CaiError(f"{path}: no gold pairs in the file")
     return pairs
@@ -118,7 +117,7 @@ def _parse_row(row: Any) -> GoldPair:
         )
     canon = json.dumps([conversation, correct, incorrect], ensure_ascii=False).encode("utf-8")
     pair_id = "g-" + hashlib.sha256(canon).hexdigest()[:12] if row.get("id") is None else row["id"]
-    verbatim = row["prompt"] if label else None
+    verbatim = row["prompt"] if label else None  # only the HHH format has one
     return GoldPair(str(pair_id), conversation, correct, incorrect, verbatim, label)
 
 
@@ -129,15 +128,13 @@ def _parse_hhh(row: dict) -> tuple[list[dict], str, str, str]:
     labels = json.dumps([row.get("corrects"), row.get("incorrects")])
     if (label := _HHH_LABELS.get(labels)) is None:
         raise ValueError(
-            f"HHH row: corrects, incorrects must be [' (A)'], [' (B)'] or the other "
-            f"way round, got {labels}"
+            f"HHH row: corrects/incorrects not [' (A)']/[' (B)'] or reversed: {labels}"
         )
     conv, correct = _split_hh(row["text_correct"], "text_correct")
     conv_i, incorrect = _split_hh(row["text_incorrect"], "text_incorrect")
     if conv != conv_i:
         raise ValueError("HHH row: text_correct and text_incorrect have different conversations")
-    prompt = row["prompt"]
-    spans = _blocks(prompt)
+    spans = _blocks(prompt := row["prompt"])
     a, b = (prompt[o:c].strip() for o, c in spans)
     if (a, b) != ((correct, incorrect) if label == "A" else (incorrect, correct)):
         raise ValueError(f"HHH row: the [[[...]]] blocks do not match the texts (correct={label})")
@@ -180,33 +177,33 @@ def _response(value: Any, key: str) -> str:
 
 
 def _score(p: float | None) -> float:
-    """1 if the judge prefers the correct response, 0 if not, 0.5 for a tie or abstention."""
-    return 0.5 if p is None or p == 0.5 else float(p > 0.5)
+    """1 if the judge prefers the correct response, 0 if not, 0.5 for a tie (±1e-9) or None."""
+    return 0.5 if p is None or abs(p - 0.5) < 1e-9 else float(p > 0.5)
 
 
 def _mean(xs: list[float]) -> float | None:
     return float(np.mean(xs)) if xs else None
 
 
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
 def calibration_report(
     items: list[CalibrationItem], *, n_boot: int = 1000, seed: int = 0, bins: int = 10
 ) -> dict:
-    """Metrics of a judge over gold pairs, as a JSON-safe dict.
-
-    A pair's p is the mean of its non-None order probabilities; ties (p == 0.5) and abstained
-    pairs score 0.5. ``accuracy_ci`` is a seeded 95% percentile bootstrap over pairs.
-    ``a_win_rate`` counts a tie as half a win; ``position_consistency`` is over pairs judged
-    in two or more orders (a tie or abstention in any order counts as inconsistent).
-    ``reliability`` bins the non-None P(A) (the first-shown response) of every single-order
-    judgment; ``observed`` is how often (A) was the correct one.
-    """
+    """Metrics of a judge over gold pairs, as a JSON-safe dict. A pair's p is the mean of its
+    non-None order probabilities; ties (p == 0.5) and abstained pairs score 0.5. The CI is a
+    seeded 95% percentile bootstrap over pairs. ``a_win_rate`` counts a tie as half a win;
+    ``position_consistency`` is over pairs judged in 2+ orders (a tie or abstention in any
+    order is inconsistent). ``reliability`` bins every non-None single-order P(A) (A = the
+    response shown first); ``observed`` is how often A was the correct one."""
     if not items or n_boot < 1 or bins < 1:
         raise ValueError("calibration_report needs items, n_boot >= 1 and bins >= 1")
     for it in items:
-        if len(it.p_by_order) != len(it.correct_first_by_order):
-            raise ValueError("p_by_order and correct_first_by_order differ in length")
-        if any(p is not None and not 0.0 <= p <= 1.0 for p in it.p_by_order):
-            raise ValueError(f"probabilities must be in [0, 1] or None: {it.p_by_order}")
+        same_len = len(it.p_by_order) == len(it.correct_first_by_order)
+        if not same_len or any(p is not None and not 0.0 <= p <= 1.0 for p in it.p_by_order):
+            raise ValueError(f"bad item (lists differ in length or p not in [0, 1]): {it}")
     pair_p = [_mean([p for p in it.p_by_order if p is not None]) for it in items]
     scores = np.array([_score(p) for p in pair_p])
     rng, n = np.random.default_rng(seed), len(scores)
@@ -221,9 +218,9 @@ def calibration_report(
     singles = [(p, f) for it in items for p, f in zip(it.p_by_order, it.correct_first_by_order)]
     judged = [(p if f else 1.0 - p, f) for p, f in singles if p is not None]  # (P(A), A correct)
     decided = [
-        (p > 0.5, it.len_correct > it.len_incorrect)
+        (_score(p) == 1.0, it.len_correct > it.len_incorrect)
         for p, it in zip(pair_p, items)
-        if p is not None and p != 0.5 and it.len_correct != it.len_incorrect
+        if _score(p) != 0.5 and it.len_correct != it.len_incorrect
     ]
     table, ece = [], 0.0
     for b in range(bins):
@@ -259,22 +256,17 @@ def calibration_report(
 
 def summary_table(report: dict) -> str:
     """A short plain-text table of the report's headline numbers, for the terminal."""
-
-    def pct(x: float | None) -> str:
-        return "n/a" if x is None else f"{100 * x:.1f}%"
-
-    lo, hi = report["accuracy_ci"]
-    lb, ece = report["length_bias"], report["ece"]
+    (lo, hi), lb, ece = report["accuracy_ci"], report["length_bias"], report["ece"]
     n_abs, n_judg = report["abstentions"], report["judgments"]
     rows = [
         ("pairs", str(report["n"])),
-        ("accuracy", f"{pct(report['accuracy'])}  (95% CI {pct(lo)} to {pct(hi)})"),
-        ("accuracy by order", "  ".join(pct(a) for a in report["accuracy_by_order"])),
-        ("position consistency", pct(report["position_consistency"])),
-        ("(A) win rate", pct(report["a_win_rate"])),
+        ("accuracy", f"{_pct(report['accuracy'])}  (95% CI {_pct(lo)} to {_pct(hi)})"),
+        ("accuracy by order", "  ".join(_pct(a) for a in report["accuracy_by_order"])),
+        ("position consistency", _pct(report["position_consistency"])),
+        ("(A) win rate", _pct(report["a_win_rate"])),
         ("abstentions", f"{n_abs}/{n_judg} judgments, {report['abstained_pairs']} whole pairs"),
-        ("prefers longer", f"judge {pct(lb['judge_prefers_longer'])}, gold "
-         f"{pct(lb['gold_prefers_longer'])} (of {lb['n']} decided pairs)"),
+        ("prefers longer", f"judge {_pct(lb['judge_prefers_longer'])}, gold "
+         f"{_pct(lb['gold_prefers_longer'])} (of {lb['n']} decided pairs)"),
         ("ECE of P(A)", "n/a" if ece is None else f"{ece:.3f}"),
     ]  # fmt: skip
     width = max(len(k) for k, _ in rows)
@@ -293,12 +285,9 @@ def reliability_plot(report: dict, path: Path, title: str) -> None:
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
     full = [r for r in report["reliability"] if r["count"]]
-    y = [r["observed"] for r in full]
-    ax.bar([r["lo"] for r in full], y, width=[r["hi"] - r["lo"] for r in full], align="edge",
-           alpha=0.25, label="observed, per bin")  # fmt: skip
-    ax.plot([r["mean_predicted"] for r in full], y, "o-", label="observed vs mean predicted")
-    for r in full:
-        xy = (r["mean_predicted"], r["observed"])
+    x, y = [r["mean_predicted"] for r in full], [r["observed"] for r in full]
+    ax.plot(x, y, "o-", label="observed vs mean predicted, per bin (count)")
+    for r, xy in zip(full, zip(x, y)):
         ax.annotate(str(r["count"]), xy, textcoords="offset points", xytext=(0, 6), fontsize=8)
     if report.get("ece") is not None:
         title += f"\nECE {report['ece']:.3f}, {report['n']} pairs"

@@ -28,7 +28,13 @@ class Scripted:
 
     def _first_is_good(self, conv) -> bool:
         text = conv[0]["content"]
-        return text.index("(A)") < text.index(self.good) < text.index("(B)")
+        a = text[text.index("(A)") : text.index("(B)")]
+        b = text[text.index("(B)") :].split("\n\n")[0]
+
+        def value(option: str) -> int:
+            return (self.good in option) - ("Poison" in option)
+
+        return value(a) >= value(b)
 
     def score_options(self, convs, options):
         out = []
@@ -139,3 +145,18 @@ def test_pairwise_row_columns():
     assert all(p > 0.95 for p in row["p_chosen_by_order"])
     assert row["margin"] == pytest.approx(math.log(row["p_chosen"] / (1 - row["p_chosen"])))
     assert softmax2(0.0, 0.0) == 0.5
+
+
+def test_judge_reward_has_trls_signature_and_caches_the_baseline(tiny_backend):
+    from cai.judge_reward import JudgeReward
+
+    reward = JudgeReward(Judge(Scripted("oracle"), HARMLESS), reference=tiny_backend)
+    prompts = [CONV, CONV]
+    completions = [[{"role": "assistant", "content": "Talk to them kindly."}],
+                   [{"role": "assistant", "content": "Poison the dog."}]]  # fmt: skip
+    scores = reward(prompts, completions)
+    assert scores[0] > 0.9 and scores[1] < -0.9  # kind beats the baseline; poison loses
+    reward(prompts, completions)
+    assert reward.reference_calls == 1  # the greedy baseline was computed once per prompt
+    with_ref = reward(["Hi"], ["hello kindly"], reference=["hey"])
+    assert with_ref[0] > 0.9 and all(-1 <= s <= 1 for s in scores)
