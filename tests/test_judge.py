@@ -160,3 +160,26 @@ def test_judge_reward_has_trls_signature_and_caches_the_baseline(tiny_backend):
     assert reward.reference_calls == 1  # the greedy baseline was computed once per prompt
     with_ref = reward(["Hi"], ["hello kindly"], reference=["hey"])
     assert with_ref[0] > 0.9 and all(-1 <= s <= 1 for s in scores)
+
+
+def test_cli_samples_candidates_from_a_policy_and_ranks_them(cai, tmp_path):
+    from datasets import load_dataset
+
+    out = tmp_path / "prefs"
+    res = cai("judge", "--prompts", "red-team", "--limit", "3", "--num-candidates", "3",
+              "--policy", "tiny-random", "--judge-model", "tiny-random", "-o", out)  # fmt: skip
+    assert res.code == 0, res.err
+    assert "3 preference rows (9 pairs)" in res.out and "position consistency" in res.out
+    row = load_dataset(str(out))["train"][0]
+    assert len(row["candidates"]) == 3 and sorted(row["ranking"]) == [0, 1, 2]
+    assert len(row["comparisons"]) == 3 and row["provenance"]["policy_model"] == "tiny-random"
+    assert row["chosen"][0]["content"] == row["candidates"][row["ranking"][0]]
+
+
+def test_cli_rejects_rows_without_two_candidates(cai, tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"prompt": "hi", "chosen": "a", "rejected": "b"}\n{"prompt": "yo"}\n')
+    res = cai("judge", "--prompts", src, "--judge-model", "tiny-random", "-o", tmp_path / "o")
+    assert res.code == 0, res.err
+    assert "1 rows skipped" in res.out
+    assert "fewer than 2 candidates" in (tmp_path / "o" / "rejects.jsonl").read_text()
