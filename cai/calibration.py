@@ -55,14 +55,14 @@ def read_gold(path: Path) -> list[GoldPair]:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
         if path.suffix == ".json":
             data = json.loads(text)
             if not isinstance(data, list):
                 raise CaiError(f"{path}: expected a JSON list of pair objects")
             rows = [(f"item {i}", row) for i, row in enumerate(data, 1)]
         else:
-            rows = [(f"line {n}", s) for n, s in enumerate(text.splitlines(), 1) if s.strip()]
+            rows = [(f"line {n}", s) for n, s in enumerate(text.split("\n"), 1) if s.strip()]
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CaiError(f"cannot read gold file {path}: {e}") from None
     pairs: list[GoldPair] = []
@@ -293,7 +293,7 @@ def reliability_plot(report: dict, path: Path, title: str) -> None:
         title += f"\nECE {report['ece']:.3f}, {report['n']} pairs"
     ax.set(title=title, xlim=(0, 1), ylim=(0, 1.08), xlabel="judge P(A), A = shown first")
     ax.set_ylabel("observed frequency that A was correct")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     with atomic_file(path, "wb") as f:
         fig.savefig(f, format="png", dpi=120)

@@ -588,6 +588,52 @@ def judge(
     )
 
 
+@judge_app.command("calibrate")
+def judge_calibrate(
+    gold: Annotated[
+        Path, Opt(help="Gold pairs: the CAI paper's HHH format, or prompt/chosen/rejected JSONL.")
+    ],
+    judge_model: Annotated[str, Opt(help="The judge model.")] = "smollm2-135m",
+    mode: Annotated[str, Opt(help="logprob, cot or generate.")] = "logprob",
+    verbatim: Annotated[
+        bool,
+        Opt(
+            "--verbatim/--rerendered",
+            help="The file's own prompts (and the swapped order), or our template "
+            "with the constitution's questions.",
+        ),
+    ] = True,
+    constitution: Annotated[str, Opt(help="Constitution for --rerendered.")] = "harmless",
+    principles: Annotated[
+        str, Opt(help="--rerendered: comparison questions per pair (a number or 'all').")
+    ] = "1",
+    limit: Annotated[int | None, Opt(help="Use only the first N pairs.")] = None,
+    batch_size: Annotated[int, Opt(help="Rows per forward pass.")] = 16,
+    max_new_tokens: Annotated[int, Opt(help="CoT reasoning length.")] = 256,
+    seed: Annotated[int, Opt(help="Seed for principle sampling and the bootstrap.")] = 0,
+    output: Annotated[Path, Opt("--output", "-o", help="Report folder.")] = Path("out/calibration"),
+) -> None:
+    """Measure the judge on gold labels: accuracy with a bootstrap 95% CI, accuracy per
+    order, position consistency, abstentions, length bias and a reliability plot."""
+    from cai.backends import SamplingParams, load_backend
+    from cai.calibrate_run import run_calibration
+    from cai.calibration import summary_table
+    from cai.constitution import load_constitution
+    from cai.judge import Judge
+
+    judge_obj = Judge(
+        backend=load_backend("transformers", judge_model, batch_size=batch_size),
+        constitution=load_constitution(constitution),
+        mode=mode,
+        principles=principles if principles == "all" else int(principles),
+        seed=seed,
+        params=SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0),
+    )
+    report = run_calibration(judge_obj, gold, output, verbatim=verbatim, limit=limit)
+    typer.echo(summary_table(report))
+    typer.echo(f"report: {output / 'report.json'}, plot: {output / 'reliability.png'}")
+
+
 # ----------------------------------------------------------------- entry point
 
 

@@ -1,0 +1,95 @@
+"""``cai judge calibrate``: measure a judge on gold-labelled pairs.
+
+Two modes:
+
+- ``verbatim``: the gold file's own prompt (the CAI paper's HHH format), shown to the
+  judge as the user turn with "The answer is:" as the open answer, and the reversed order
+  made by swapping the two ``[[[...]]]`` blocks, as in the paper. Logprob mode only.
+- ``rerendered``: the conversation is parsed out and judged with our template and the
+  constitution's comparison questions, through the same ``Judge`` as ``cai judge``.
+
+The report (``report.json``, ``reliability.png`` and a terminal table) has accuracy with a
+bootstrap 95% interval, accuracy per order, position consistency, the share of "A" wins,
+abstentions, length bias and a reliability table.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from cai.calibration import (
+    CalibrationItem,
+    GoldPair,
+    calibration_report,
+    read_gold,
+    reliability_plot,
+    swap_verbatim,
+)
+from cai.errors import CaiError
+from cai.files import write_json_atomic
+from cai.judge import ANSWER_PREFIX, Judge, PairItem
+
+_SUFFIX = "The answer is:"
+
+
+def _verbatim_items(judge: Judge, gold: list[GoldPair]) -> list[CalibrationItem]:
+    usable = [g for g in gold if g.verbatim]
+    if not usable:
+        raise CaiError("verbatim mode needs the CAI paper's HHH format; use --rerendered")
+    convs, firsts = [], []
+    for g in usable:
+        for text, correct_first in (
+            (g.verbatim, g.verbatim_correct_label == "A"),
+            (swap_verbatim(g.verbatim), g.verbatim_correct_label != "A"),
+        ):
+            body = text.rstrip()
+            body = body[: -len(_SUFFIX)] if body.endswith(_SUFFIX) else body
+            convs.append([{"role": "user", "content": body.strip()}])
+            firsts.append(correct_first)
+    p_first, _, _ = judge._p_first(convs)
+    items = []
+    for n, g in enumerate(usable):
+        ps, cf = p_first[2 * n : 2 * n + 2], firsts[2 * n : 2 * n + 2]
+        p_correct = [None if p is None else (p if f else 1 - p) for p, f in zip(ps, cf)]
+        items.append(CalibrationItem(p_correct, cf, len(g.correct), len(g.incorrect)))
+    return items
+
+
+def _rerendered_items(judge: Judge, gold: list[GoldPair]) -> list[CalibrationItem]:
+    pairs = [PairItem(g.id, g.conversation, g.correct, g.incorrect) for g in gold]
+    items = []
+    for g, r in zip(gold, judge.judge(pairs)):
+        p_by_order = [o["p_a"] for o in r.orders]
+        firsts = [o["order"] == "ab" for o in r.orders]
+        items.append(CalibrationItem(p_by_order, firsts, len(g.correct), len(g.incorrect)))
+    return items
+
+
+def run_calibration(
+    judge: Judge, gold_path: Path, out_dir: Path, *, verbatim: bool, limit: int | None = None
+) -> dict:
+    """Judge every gold pair, write report.json and reliability.png, return the report."""
+    gold = read_gold(gold_path)[:limit]
+    if verbatim and judge.mode != "logprob":
+        raise CaiError("verbatim mode reads option probabilities only; use --rerendered for CoT")
+    start = time.perf_counter()
+    items = _verbatim_items(judge, gold) if verbatim else _rerendered_items(judge, gold)
+    seconds = time.perf_counter() - start
+    report = calibration_report(items)
+    report.update(
+        gold=str(gold_path),
+        prompt_mode="verbatim" if verbatim else "rerendered",
+        judge_mode=judge.mode,
+        judge_model=judge.backend.model_name,
+        answer_prefix=ANSWER_PREFIX,
+        constitution=judge.constitution.name,
+        cot_clamp=list(judge.cot_clamp) if judge.cot_clamp else None,
+        seconds=round(seconds, 2),
+        pairs_per_second=round(len(items) / seconds, 3) if seconds else None,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / "report.json", report)
+    title = f"{judge.backend.model_name}, {report['prompt_mode']}, {judge.mode}"
+    reliability_plot(report, out_dir / "reliability.png", title)
+    return report
