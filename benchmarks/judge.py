@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import sys
 import time
@@ -91,7 +90,8 @@ def main() -> None:
         f"\n{args.model}, both orders, batch {args.batch_size}, {torch.get_num_threads()} threads"
     )
     print(
-        "| mode | pairs | judgments | seconds | pairs/s | flip rate |\n|---|---:|---:|---:|---:|---:|"
+        "| mode | pairs | judgments | seconds | pairs/s | flip rate |\n"
+        "|---|---:|---:|---:|---:|---:|"
     )
     for mode, r in rows.items():
         print(f"| {mode} | {r['pairs']} | {r['judgments']} | {r['seconds']} | "

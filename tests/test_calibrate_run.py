@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from cai.calibration import read_gold
 from cai.calibrate_run import run_calibration
+from cai.calibration import read_gold
 from cai.constitution import load_constitution
 from cai.judge import Judge
 from tests.conftest import shared_file
