@@ -33,7 +33,8 @@ demo: install
 	$(CAI) models prepare smollm2-135m
 	$(CAI) generate-revisions --prompts red-team --constitution harmless \
 		--output out/demo $(DEMO_ARGS)
-	@echo "dataset: out/demo (open it with datasets.load_dataset('out/demo'))"
+	$(CAI) judge --prompts out/demo --output out/demo-prefs
+	@echo "datasets: out/demo (revisions), out/demo-prefs (preferences); open with datasets.load_dataset"
 
 test: install
 	$(PY) -m pytest -m "not slow" -q
