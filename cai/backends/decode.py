@@ -88,6 +88,8 @@ class Decoder:
             OrderedDict()
         )
         self.keep_prefixes = keep_prefixes
+        self.min_shared_prefix = MIN_SHARED_PREFIX
+        """Shorter common prefixes are not shared; a huge value turns sharing off."""
         self.prefix_hits = 0
         self.prefix_tokens_saved = 0
 
@@ -118,7 +120,7 @@ class Decoder:
         b, max_new = len(prompts), params.max_new_tokens
         p = common_prefix_len(prompts) if b > 1 else 0
         p = min(p, min(len(x) for x in prompts) - 1)  # every row keeps >= 1 token of its own
-        if p < MIN_SHARED_PREFIX:
+        if p < self.min_shared_prefix:
             p = 0
         s = max(len(x) - p for x in prompts)
         total = p + s + max_new
