@@ -143,11 +143,13 @@ def test_fast_engine_matches_generate_greedy(tiny_backend):
 
     hf = TransformersBackend("tiny-random", batch_size=4, engine="hf")
     params = SamplingParams(max_new_tokens=10, temperature=0, repetition_penalty=1.3)
-    convs = [[SYSTEM, *c[-1:]] for c in CONVS] + CONVS
-    ours = tiny_backend.generate(convs, params)
-    theirs = hf.generate(convs, params)
-    assert [g[0].text for g in ours] == [g[0].text for g in theirs]
-    assert [g[0].num_tokens for g in ours] == [g[0].num_tokens for g in theirs]
+    shared = [[SYSTEM, *c[-1:]] for c in CONVS]  # one batch sharing a long prefix (cascade)
+    for convs in (shared + CONVS, shared):
+        ours = tiny_backend.generate(convs, params)
+        theirs = hf.generate(convs, params)
+        assert [g[0].text for g in ours] == [g[0].text for g in theirs]
+        assert [g[0].num_tokens for g in ours] == [g[0].num_tokens for g in theirs]
+    assert tiny_backend.decoder.cascade
 
 
 def test_shared_prefix_is_prefilled_once_and_changes_nothing(tiny_backend):

@@ -28,6 +28,7 @@ import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from cai.backends.base import SamplingParams
+from cai.backends.prefix_attention import active_prefix, install
 
 MIN_SHARED_PREFIX = 16
 
@@ -89,6 +90,8 @@ class Decoder:
         )
         self.keep_prefixes = keep_prefixes
         self.min_shared_prefix = MIN_SHARED_PREFIX
+        self.cascade = install(model)
+        """Shared prefixes are attended from one copy (``cai.backends.prefix_attention``)."""
         """Shorter common prefixes are not shared; a huge value turns sharing off."""
         self.prefix_hits = 0
         self.prefix_tokens_saved = 0
@@ -107,6 +110,25 @@ class Decoder:
             self.prefixes.popitem(last=False)
         return kv
 
+    def _buffers(self, b: int, length: int, prefix_kv) -> list[_BufferLayer]:
+        """Per-layer key/value buffers for ``b`` rows; rows start with ``prefix_kv`` if given."""
+        cfg = self.model.config.get_text_config()
+        heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+        dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        dev, dtype = self.model.device, self.model.dtype
+        layers = []
+        for i in range(cfg.num_hidden_layers):
+            buf_k = torch.empty((b, heads, length, dim), dtype=dtype, device=dev)
+            buf_v = torch.empty_like(buf_k)
+            n = 0
+            if prefix_kv is not None:
+                k0, v0 = prefix_kv[i]
+                n = k0.shape[2]
+                buf_k[:, :, :n] = k0
+                buf_v[:, :, :n] = v0
+            layers.append(_BufferLayer(buf_k, buf_v, n))
+        return layers
+
     @torch.inference_mode()
     def decode(
         self,
@@ -123,39 +145,25 @@ class Decoder:
         if p < self.min_shared_prefix:
             p = 0
         s = max(len(x) - p for x in prompts)
-        total = p + s + max_new
-        cache = DynamicCache()
-        layers = []
         prefix_kv = self._prefix_cache(tuple(prompts[0][:p])) if p else None
         if p:
             self.prefix_tokens_saved += p * (b - 1)
-        cfg = self.model.config.get_text_config()
-        for i in range(cfg.num_hidden_layers):
-            if prefix_kv is not None:
-                k0, v0 = prefix_kv[i]
-                shape_k = (b, k0.shape[1], total, k0.shape[-1])
-                shape_v = (b, v0.shape[1], total, v0.shape[-1])
-                buf_k = torch.empty(shape_k, dtype=k0.dtype, device=dev)
-                buf_v = torch.empty(shape_v, dtype=v0.dtype, device=dev)
-                buf_k[:, :, :p] = k0
-                buf_v[:, :, :p] = v0
-            else:
-                heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
-                dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-                buf_k = torch.empty((b, heads, total, dim), dtype=self.model.dtype, device=dev)
-                buf_v = torch.empty_like(buf_k)
-            layers.append(_BufferLayer(buf_k, buf_v, p))
-        cache.layers = layers
+        # With cascade attention the rows' caches hold only their own tokens and the prefix
+        # is attended from its single copy; otherwise the prefix is copied into every row.
+        own = 0 if (p and self.cascade) else p
+        cache = DynamicCache()
+        cache.layers = self._buffers(b, own + s + max_new, prefix_kv if own else None)
+        shared = prefix_kv if (p and self.cascade) else None
 
         ids = torch.full((b, s), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((b, p + s), dtype=torch.long)
-        mask[:, :p] = 1
+        mask = torch.zeros((b, own + s), dtype=torch.long)
+        mask[:, :own] = 1
         for r, prompt in enumerate(prompts):
-            own = prompt[p:]
-            ids[r, s - len(own) :] = torch.tensor(own, dtype=torch.long)
-            mask[r, p + s - len(own) :] = 1
+            mine = prompt[p:]
+            ids[r, s - len(mine) :] = torch.tensor(mine, dtype=torch.long)
+            mask[r, own + s - len(mine) :] = 1
         ids, mask = ids.to(dev), mask.to(dev)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0) + (p - own)
         vocab = self.model.get_output_embeddings().weight.shape[0]
         seen = torch.zeros((b, vocab), dtype=torch.bool, device=dev)
         if params.repetition_penalty != 1.0:
@@ -165,14 +173,15 @@ class Decoder:
             [torch.rand(max_new, generator=torch.Generator().manual_seed(sd)) for sd in seeds]
         ).to(dev)
 
-        logits = self.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions[:, p:],
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        ).logits[:, -1, :]
+        with active_prefix(shared):
+            logits = self.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions[:, own:],
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            ).logits[:, -1, :]
         rows = torch.arange(b, device=dev)  # which original row each batch slot holds
         last_pos = positions[:, -1]
         out: list[list[int]] = [[] for _ in range(b)]
@@ -205,14 +214,15 @@ class Decoder:
                 )
                 for layer in cache.layers:
                     layer.select(keep)
-            logits = self.model(
-                input_ids=nxt[:, None],
-                attention_mask=mask,
-                position_ids=last_pos[:, None],
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            ).logits[:, -1, :]
+            with active_prefix(shared):
+                logits = self.model(
+                    input_ids=nxt[:, None],
+                    attention_mask=mask,
+                    position_ids=last_pos[:, None],
+                    past_key_values=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                ).logits[:, -1, :]
         return [RowResult(out[r], stopped[r]) for r in range(b)]
 
     @staticmethod
