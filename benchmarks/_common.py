@@ -7,13 +7,14 @@ that family) and the top ops by self CPU time.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from torch.profiler import ProfilerActivity, profile
+
+from cai.files import write_json_atomic
 
 T = TypeVar("T")
 
@@ -96,8 +97,26 @@ def print_profile(p: dict, title: str, note: str | None = None) -> None:
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Write ``data`` as indented JSON atomically (a temp file, then a rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    """Write ``data`` as indented JSON atomically."""
+    write_json_atomic(path, data)
+
+
+def machine_info(model: str) -> dict:
+    """Date, model, library versions, threads and OpenMP settings, for every result file."""
+    import datetime as dt
+    import platform
+
+    import torch
+    import transformers
+
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "model": model,
+        "backend": "transformers",
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "torch_num_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "env": {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")},
+    }

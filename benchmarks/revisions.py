@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -32,16 +29,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-import transformers
-
 from cai.backends import SamplingParams
 from cai.cleanup import DEFAULT_STOPS
 from cai.config import ReviseConfig, load_config
 from cai.revise_run import build_reviser, load_rows, run_revisions
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import print_profile, profile_call, write_json  # noqa: E402
+from _common import machine_info, print_profile, profile_call, write_json  # noqa: E402
 
 SETUPS = ("naive", "cai")
 TARGET_RATIO = 4.0  # cai tok/s >= 4x the naive loop's, with and without few-shot
@@ -208,15 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     write_json(
         args.out,
         {
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "model": args.model,
-            "backend": "transformers",
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "torch_num_threads": torch.get_num_threads(),
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "env": {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")},
+            **machine_info(args.model),
             "settings": {
                 **make_config(args, True, Path("-"), args.num_prompts).model_dump(
                     mode="json", exclude={"output", "few_shot"}

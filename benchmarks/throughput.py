@@ -11,9 +11,6 @@ torch.profiler and splits self CPU time into op families, and times prefill vs d
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
 import statistics
 import sys
 import time
@@ -21,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import transformers
 
 from cai.backends import Conversation, SamplingParams, load_backend
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import print_profile, profile_call, write_json  # noqa: E402
+from _common import machine_info, print_profile, profile_call, write_json  # noqa: E402
 
 PROMPTS = [
     "Give me three tips for keeping houseplants alive.", "What is a haiku? Write one about rain.",
@@ -166,15 +162,7 @@ def main() -> None:
     write_json(
         args.out,
         {
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "model": args.model,
-            "backend": "transformers",
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "torch_num_threads": torch.get_num_threads(),
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "env": {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")},
+            **machine_info(args.model),
             "sampling": params.to_dict(),
             "num_prompts": args.num_prompts,
             "single_stream_prompts": args.single_stream_prompts,
