@@ -122,11 +122,14 @@ def test_smollm2_offline_answers_stops_on_im_end_and_scores():
 
     backend = load_backend("transformers", "smollm2-135m", batch_size=4)
     conv = [{"role": "user", "content": "What is the capital of France?"}]
-    params = SamplingParams(max_new_tokens=128, temperature=0.7, repetition_penalty=1.2, seed=1)
-    first = backend.generate([conv], params)[0][0]
+    greedy = SamplingParams(max_new_tokens=128, temperature=0, repetition_penalty=1.2)
+    first = backend.generate([conv], greedy)[0][0]
     assert first.finish_reason == "stop" and "Paris" in first.text
     assert backend.tokenizer.eos_token == "<|im_end|>"
-    assert backend.generate([conv], params)[0][0].text == first.text
+    # A 135M model at temperature 0.7 often wanders off, so only the seeding is checked here.
+    params = SamplingParams(max_new_tokens=32, temperature=0.7, repetition_penalty=1.2, seed=1)
+    sampled = backend.generate([conv], params)[0][0].text
+    assert backend.generate([conv], params)[0][0].text == sampled
     convs = [JUDGE, conv + [{"role": "assistant", "content": "The answer is"}]]
     scores = backend.score_options(convs, [*OPTIONS, " Paris"])
     for c, row in zip(convs, scores):
