@@ -146,6 +146,26 @@ def read_prompts(
     return rows, rejects
 
 
+def read_table(source: str, *, split: str | None = None, limit: int | None = None):
+    """Read a whole dataset (every column) as a ``datasets.Dataset``, for training.
+
+    ``source`` is anything ``read_prompts`` takes. Malformed lines are skipped and counted
+    in the returned number; a source with no rows raises ``CaiError``.
+    """
+    import datasets
+
+    where, stream = _open_source(source, split)
+    rows, bad = [], 0
+    for _, raw in islice(stream, limit):
+        if isinstance(raw, Reject) or not isinstance(raw, dict):
+            bad += 1
+        else:
+            rows.append(raw)
+    if not rows:
+        raise CaiError(f"{where} has no usable rows ({bad} malformed); check the path and format")
+    return datasets.Dataset.from_list(rows), bad
+
+
 def parse_hh(text: str) -> list[dict]:
     """Split an Anthropic HH transcript into chat messages.
 

@@ -32,6 +32,8 @@ ROWS_PER_SHARD = 50_000
 PUSH_PATTERNS = ["README.md", "data/*"]
 # Temporary files of an interrupted write_dataset must never be uploaded.
 PUSH_IGNORE = [".*", "data/.*"]
+# What a model push leaves out: trainer checkpoints and hidden files.
+MODEL_IGNORE = [".*", "checkpoint-*", "checkpoint-*/*"]
 _SHARD = re.compile(r"^(\w+)-\d{5}-of-\d{5}\.parquet$")
 _SPLIT_NAME = re.compile(r"^\w+$")
 
@@ -269,8 +271,12 @@ def push_to_hub(
     private: bool = False,
     token: str | None = None,
     dry_run: bool = False,
+    repo_type: str = "dataset",
 ) -> dict:
     """Upload ``out_dir``'s README.md and data/ to the dataset repo ``repo_id``.
+
+    With ``repo_type="model"``, upload a trained model folder instead (every file but
+    checkpoints and hidden files).
 
     Returns the plan ``{"repo_id", "private", "files": [{"path", "size"}], "token_source"}``
     (plus ``"url"`` after a real push); never the token. ``dry_run`` makes no network call.
@@ -286,12 +292,13 @@ def push_to_hub(
         validate_repo_id(repo_id)
     except HFValidationError as e:
         raise CaiError(f"{repo_id!r} is not a Hub repo id (use 'user/name'): {e}") from e
-    if not (out_dir / "README.md").is_file() or not list(out_dir.glob("data/*.parquet")):
+    allow, ignore = (PUSH_PATTERNS, PUSH_IGNORE) if repo_type == "dataset" else (None, MODEL_IGNORE)
+    if repo_type == "dataset" and (
+        not (out_dir / "README.md").is_file() or not list(out_dir.glob("data/*.parquet"))
+    ):
         raise CaiError(f"{out_dir} has no README.md and data/*.parquet; write the dataset first")
     relpaths = sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file())
-    chosen = filter_repo_objects(
-        relpaths, allow_patterns=PUSH_PATTERNS, ignore_patterns=PUSH_IGNORE
-    )
+    chosen = list(filter_repo_objects(relpaths, allow_patterns=allow, ignore_patterns=ignore))
     token_source = _token_source(token)
     plan: dict[str, Any] = {
         "repo_id": repo_id,
@@ -307,19 +314,20 @@ def push_to_hub(
         )
     api = huggingface_hub.HfApi(token=token or None)
     try:
-        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
         commit = api.upload_folder(
             repo_id=repo_id,
             folder_path=out_dir,
-            repo_type="dataset",
-            allow_patterns=PUSH_PATTERNS,
-            ignore_patterns=PUSH_IGNORE,
-            commit_message="Upload dataset written by cai",
+            repo_type=repo_type,
+            allow_patterns=allow,
+            ignore_patterns=ignore,
+            commit_message=f"Upload {repo_type} written by cai",
         )
     except Exception as e:  # every huggingface_hub / network failure becomes one clear line
         raise _hub_error(e, repo_id, token) from (None if token and token in str(e) else e)
+    prefix = "datasets/" if repo_type == "dataset" else ""
     plan["url"] = str(
-        getattr(commit, "commit_url", None) or f"https://huggingface.co/datasets/{repo_id}"
+        getattr(commit, "commit_url", None) or f"https://huggingface.co/{prefix}{repo_id}"
     )
     return plan
 
@@ -350,4 +358,4 @@ def _hub_error(e: Exception, repo_id: str, token: str | None) -> CaiError:
         hint = "log in with `hf auth login` or set HF_TOKEN (a token with write access)"
     else:
         hint = "check the repo id and your connection, then rerun"
-    return CaiError(f"could not push to the Hub dataset {repo_id}: {detail}; {hint}")
+    return CaiError(f"could not push to the Hub repo {repo_id}: {detail}; {hint}")

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from cai import __version__
-from cai.cli import constitution, judge, models, prompts, revisions
+from cai.cli import constitution, judge, models, prompts, revisions, train
 from cai.errors import CaiError
 
 app = typer.Typer(
@@ -33,6 +33,9 @@ app.add_typer(models.app, name="models")
 app.command("generate-revisions")(revisions.generate_revisions)
 app.command("merge")(revisions.merge)
 app.add_typer(judge.app, name="judge")
+app.add_typer(train.app, name="train")
+app.command("best-of-n")(train.best_of_n)
+app.command("export")(train.export)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,250 @@
+"""What every ``cai train`` command shares: data, models, trl arguments, and the finish.
+
+The finish saves the model, the tokenizer with its chat template, the config the run used
+(``cai_train.json``), a short training summary and a model card, and pushes when asked.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from cai import __version__
+from cai.errors import CaiError
+from cai.files import write_json_atomic, write_text_atomic
+from cai.train.config import LoraSettings, TrainConfig
+
+SUMMARY_FILE = "cai_train.json"
+
+
+def on_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def load_data(cfg: TrainConfig, split: str | None = None):
+    """The training (or evaluation) split of ``cfg.dataset`` as a ``datasets.Dataset``."""
+    from cai.data import read_table
+
+    ds, bad = read_table(cfg.dataset, split=split or cfg.split, limit=cfg.limit)
+    if bad:
+        print(f"skipped {bad} malformed row(s) of {cfg.dataset}")
+    return ds
+
+
+def require_columns(ds, needed: list[str], dataset: str, hint: str) -> None:
+    """Fail before training when ``ds`` lacks a column; say which and what to do."""
+    missing = [c for c in needed if c not in ds.column_names]
+    if missing:
+        raise CaiError(
+            f"{dataset}: missing column(s) {', '.join(missing)} (it has: "
+            f"{', '.join(ds.column_names)}); {hint}"
+        )
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False, padding_side: str = "left"):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(
+        path, trust_remote_code=trust_remote_code, padding_side=padding_side
+    )
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def resolve(name: str) -> str:
+    from cai.models import resolve_model
+
+    return resolve_model(name)
+
+
+def load_causal_lm(name: str, trust_remote_code: bool = False, need_template: bool = True):
+    """A causal LM and its tokenizer; errors if a chat model is needed and has no template."""
+    from transformers import AutoModelForCausalLM
+
+    path = resolve(name)
+    tok = load_tokenizer(path, trust_remote_code)
+    if need_template and not tok.chat_template:
+        raise CaiError(
+            f"{name}: the tokenizer has no chat template, and cai trains on chat messages; "
+            "use an instruct/chat model or add a chat_template to its tokenizer_config.json"
+        )
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype="auto" if on_gpu() else "float32", trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError) as e:
+        raise CaiError(f"cannot load model {name!r}: {e}") from e
+    return model, tok
+
+
+def load_scalar_model(name: str, trust_remote_code: bool = False):
+    """A sequence classifier with one output (a reward or value model) and its tokenizer.
+
+    A causal LM's checkpoint gets a fresh one-output head. transformers 5 refuses
+    ``num_labels`` as a keyword here, so it is set on a copy of the config.
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    path = resolve(name)
+    cfg = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    cfg.num_labels = 1
+    tok = load_tokenizer(path, trust_remote_code, padding_side="right")
+    cfg.pad_token_id = tok.pad_token_id
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, config=cfg, dtype="float32", trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError) as e:
+        raise CaiError(f"cannot load {name!r} as a one-output sequence classifier: {e}") from e
+    return model, tok
+
+
+def trl_args(config_cls: type, cfg: TrainConfig, **defaults: Any):
+    """trl's config for this run: our defaults, then ``cfg.trl`` (the user's fields) on top.
+
+    On CPU, bf16 is off (every trl config defaults it on, which fails there).
+    """
+    base: dict[str, Any] = {
+        "output_dir": str(cfg.output),
+        "seed": cfg.seed,
+        "report_to": [],
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "max_steps": 50,
+        "per_device_train_batch_size": 4,
+    }
+    if not on_gpu():
+        base.update(bf16=False, fp16=False, use_cpu=True)
+    values = {**base, **defaults, **cfg.trl}
+    try:
+        return config_cls(**values)
+    except TypeError as e:
+        raise CaiError(f"trl field error ({config_cls.__name__}): {e}") from None
+    except ValueError as e:
+        raise CaiError(f"trl config ({config_cls.__name__}): {e}") from None
+
+
+def peft_config(lora: LoraSettings, task_type: str = "CAUSAL_LM"):
+    """A peft ``LoraConfig``, or None when LoRA is off."""
+    if not lora.enabled:
+        return None
+    try:
+        from peft import LoraConfig
+    except ImportError:
+        raise CaiError("LoRA needs peft: pip install peft") from None
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type=task_type,
+    )
+
+
+def resume_arg(cfg: TrainConfig) -> str | bool | None:
+    if cfg.resume_from_checkpoint == "latest":
+        return True
+    return cfg.resume_from_checkpoint
+
+
+def data_provenance(ds) -> dict:
+    """The constitution and model that made a cai dataset, from its rows' provenance."""
+    if "provenance" not in ds.column_names or len(ds) == 0:
+        return {}
+    prov = ds[0]["provenance"] or {}
+    keep = {k: prov.get(k) for k in ("constitution", "model", "judge_model", "mode", "seed")}
+    return {k: v for k, v in keep.items() if v is not None}
+
+
+def log_series(trainer, key: str) -> list[float]:
+    return [float(h[key]) for h in trainer.state.log_history if key in h]
+
+
+def finish(trainer, cfg: TrainConfig, kind: str, started: float, data: dict, extra: dict) -> dict:
+    """Save everything a run should leave behind and return its summary."""
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    trainer.save_model(str(out))
+    tok = trainer.processing_class
+    if tok is not None and hasattr(tok, "save_pretrained"):
+        tok.save_pretrained(str(out))
+    losses = log_series(trainer, "loss")
+    summary = {
+        "kind": kind,
+        "cai_version": __version__,
+        "steps": int(trainer.state.global_step),
+        "seconds": round(time.time() - started, 1),
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "lora": cfg.lora.enabled,
+        "data": data,
+        **extra,
+        "config": cfg.model_dump(mode="json"),
+        "log_history": trainer.state.log_history,
+    }
+    write_json_atomic(out / SUMMARY_FILE, summary)
+    write_text_atomic(out / "README.md", model_card(summary))
+    if cfg.push_to_hub:
+        from cai.output import push_to_hub
+
+        summary["hub"] = push_to_hub(out, cfg.push_to_hub, private=cfg.private, repo_type="model")
+        write_json_atomic(out / SUMMARY_FILE, summary)
+    return summary
+
+
+def model_card(summary: dict) -> str:
+    """A model card that names the data, the constitution hash and the training settings."""
+    cfg, data = summary["config"], summary["data"]
+    constitution = data.get("provenance", {}).get("constitution") or {}
+    trl_fields = json.dumps(cfg.get("trl") or {}, sort_keys=True)
+    lines = [
+        "---",
+        "library_name: transformers",
+        f"tags: [cai, constitutional-ai, trl, {summary['kind']}]",
+        "---",
+        f"# {summary['kind']} model trained with cai",
+        "",
+        f"- base model: `{cfg['model']}`",
+        f"- training data: `{cfg['dataset']}` ({data.get('rows')} rows)",
+        f"- constitution: {constitution.get('name', 'n/a')} "
+        f"(hash `{constitution.get('hash', 'n/a')}`)",
+        f"- steps: {summary['steps']}, seconds: {summary['seconds']}",
+        f"- loss: {summary['first_loss']} → {summary['last_loss']}",
+        f"- LoRA: {summary['lora']}",
+        f"- trl settings: `{trl_fields}`",
+        f"- seed: {cfg['seed']}, cai {summary['cai_version']}",
+        "",
+        "The full configuration and log are in `cai_train.json`.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+PREF_HINT = (
+    "give a preference dataset with prompt, chosen and rejected columns "
+    "(as `cai judge` or `cai generate-revisions` write them)"
+)
+
+
+def preference_data(ds, dataset: str, min_confidence: float, keep: list[str]) -> tuple[Any, int]:
+    """Check the preference columns and drop pairs whose ``p_chosen`` is within
+    ``min_confidence`` of 0.5 (soft labels too close to a coin flip); return the rest and
+    how many were dropped."""
+    require_columns(ds, ["prompt", "chosen", "rejected"], dataset, PREF_HINT)
+    dropped = 0
+    if min_confidence > 0 and "p_chosen" in ds.column_names:
+        before = len(ds)
+        ds = ds.filter(
+            lambda r: r["p_chosen"] is None or abs(r["p_chosen"] - 0.5) >= min_confidence
+        )
+        dropped = before - len(ds)
+        print(f"dropped {dropped} of {before} pairs with p_chosen within {min_confidence} of 0.5")
+    if len(ds) == 0:
+        raise CaiError(
+            f"{dataset}: no pairs left after dropping uncertain ones; lower min_confidence"
+        )
+    return ds.select_columns([c for c in keep if c in ds.column_names]), dropped

@@ -1,0 +1,145 @@
+"""Reward functions for online RL and best-of-n, all with trl's signature
+``f(prompts, completions, **columns) -> list[float]``.
+
+- ``ModelReward``: the scalar output of a one-output sequence classifier (for example a
+  model from ``cai train reward``) on the chat-formatted conversation plus completion.
+- ``WeightedSum``: ``Σ wᵢ·rᵢ``; the components of the last call are kept in ``last``.
+- ``SafetySwitch``: the Llama 2 rule. The safety reward when the prompt is flagged unsafe
+  (a boolean dataset column) or the safety score is below a threshold (0.15 in the paper),
+  else the helpfulness reward.
+- the ``cai judge`` reward (``cai.judge_reward.JudgeReward``): 2·P(completion ≻ baseline) − 1.
+
+``build_reward(cfg)`` turns the ``rewards`` list of a config into one callable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from cai.errors import CaiError
+from cai.judge_reward import _conversation, _text
+from cai.train.config import RewardSpec
+
+RewardFn = Callable[..., list[float]]
+
+
+class ModelReward:
+    """A sequence classifier's score of each (prompt, completion)."""
+
+    def __init__(self, name: str, batch_size: int = 8, trust_remote_code: bool = False) -> None:
+        import torch
+
+        from cai.train.common import load_scalar_model
+
+        self.model, self.tokenizer = load_scalar_model(name, trust_remote_code)
+        self.model.eval()
+        self.batch_size = batch_size
+        self.__name__ = f"reward_model:{name}"
+        self._torch = torch
+
+    def texts(self, prompts: Sequence, completions: Sequence) -> list[str]:
+        out = []
+        for p, c in zip(prompts, completions):
+            conv = _conversation(p) + [{"role": "assistant", "content": _text(c)}]
+            out.append(self.tokenizer.apply_chat_template(conv, tokenize=False))
+        return out
+
+    def __call__(self, prompts: Sequence, completions: Sequence, **columns) -> list[float]:
+        texts = self.texts(prompts, completions)
+        scores: list[float] = []
+        with self._torch.inference_mode():
+            for i in range(0, len(texts), self.batch_size):
+                batch = self.tokenizer(
+                    texts[i : i + self.batch_size],
+                    return_tensors="pt",
+                    padding=True,
+                    truncation=True,
+                    add_special_tokens=False,
+                ).to(self.model.device)
+                scores += self.model(**batch).logits[:, 0].float().tolist()
+        return scores
+
+
+class WeightedSum:
+    """``Σ wᵢ·fᵢ(prompts, completions)``."""
+
+    __name__ = "weighted_sum"
+
+    def __init__(self, funcs: Sequence[RewardFn], weights: Sequence[float]) -> None:
+        if len(funcs) != len(weights) or not funcs:
+            raise CaiError("a weighted sum needs one weight per reward function")
+        self.funcs, self.weights = list(funcs), list(weights)
+        self.last: list[list[float]] = []
+
+    def __call__(self, prompts: Sequence, completions: Sequence, **columns) -> list[float]:
+        self.last = [list(f(prompts, completions, **columns)) for f in self.funcs]
+        return [
+            sum(w * r[i] for w, r in zip(self.weights, self.last)) for i in range(len(completions))
+        ]
+
+
+class SafetySwitch:
+    """Llama 2's combination of a safety and a helpfulness reward."""
+
+    __name__ = "safety_switch"
+
+    def __init__(
+        self,
+        safety: RewardFn,
+        helpful: RewardFn,
+        threshold: float = 0.15,
+        unsafe_column: str = "unsafe",
+    ) -> None:
+        self.safety, self.helpful = safety, helpful
+        self.threshold, self.unsafe_column = threshold, unsafe_column
+
+    def __call__(self, prompts: Sequence, completions: Sequence, **columns) -> list[float]:
+        safe = self.safety(prompts, completions, **columns)
+        helpful = self.helpful(prompts, completions, **columns)
+        flags = columns.get(self.unsafe_column) or [False] * len(completions)
+        return [
+            s if (bool(flag) or s < self.threshold) else h
+            for s, h, flag in zip(safe, helpful, flags)
+        ]
+
+
+def reward_from_spec(spec: RewardSpec, policy: str) -> RewardFn:
+    """One reward function from its spec; ``policy`` gives the judge's baseline answers."""
+    if spec.kind == "model":
+        if not spec.path:
+            raise CaiError("a reward of kind 'model' needs a path (a reward model folder or id)")
+        return ModelReward(spec.path)
+    if spec.kind == "judge":
+        from cai.backends import load_backend
+        from cai.constitution import load_constitution
+        from cai.judge import Judge
+        from cai.judge_reward import JudgeReward
+
+        judge = Judge(
+            backend=load_backend("transformers", spec.path or "smollm2-135m"),
+            constitution=load_constitution(spec.constitution),
+        )
+        return JudgeReward(judge, reference=load_backend("transformers", policy))
+    raise CaiError(
+        "the toxicity reward needs `cai evaluate`'s scorer, which this version does not have yet"
+    )
+
+
+def build_reward(
+    specs: Sequence[RewardSpec],
+    policy: str,
+    combine: str = "sum",
+    threshold: float = 0.15,
+    unsafe_column: str = "unsafe",
+) -> RewardFn:
+    """One callable from the configured rewards: a weighted sum or the safety switch."""
+    if not specs:
+        raise CaiError("no reward given: add at least one reward (e.g. --reward-model PATH)")
+    funcs = [reward_from_spec(s, policy) for s in specs]
+    if combine == "safety-switch":
+        if len(funcs) != 2:
+            raise CaiError("the safety switch needs exactly two rewards: safety, then helpful")
+        return SafetySwitch(funcs[0], funcs[1], threshold, unsafe_column)
+    if len(funcs) == 1 and specs[0].weight == 1.0:
+        return funcs[0]
+    return WeightedSum(funcs, [s.weight for s in specs])
