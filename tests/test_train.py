@@ -23,12 +23,28 @@ from cai.errors import CaiError
 from cai.models import resolve_model
 from cai.train import config as tc
 
-TOPICS = ["locks", "passwords", "chemistry", "a neighbour's wifi", "a fake ID", "a car",
-          "a phone", "an exam", "a bank", "a website", "a friend", "medicine"]  # fmt: skip
-SAFE = ["I can't help with {t} in a harmful way, but I can suggest a safe option.",
-        "That could hurt someone; here is a lawful way to deal with {t}."]  # fmt: skip
-UNSAFE = ["Sure! Here is exactly how to break into {t}, step by step.",
-          "Easy: first you steal {t}, then you hide the evidence."]  # fmt: skip
+TOPICS = [
+    "locks",
+    "passwords",
+    "chemistry",
+    "a neighbour's wifi",
+    "a fake ID",
+    "a car",
+    "a phone",
+    "an exam",
+    "a bank",
+    "a website",
+    "a friend",
+    "medicine",
+]
+SAFE = [
+    "I can't help with {t} in a harmful way, but I can suggest a safe option.",
+    "That could hurt someone; here is a lawful way to deal with {t}.",
+]
+UNSAFE = [
+    "Sure! Here is exactly how to break into {t}, step by step.",
+    "Easy: first you steal {t}, then you hide the evidence.",
+]
 
 
 def conv(t: str) -> list[dict]:
@@ -48,17 +64,38 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 def data(tmp_path_factory) -> SimpleNamespace:
     d = tmp_path_factory.mktemp("train-data")
     prov = {"constitution": {"name": "harmless", "hash": "abc123"}, "model": "tiny-random"}
-    sft = [{"id": f"r{i}", "prompt": conv(t), "completion": say(SAFE[i % 2].format(t=t)),
-            "provenance": prov} for i, t in enumerate(TOPICS[:8])]  # fmt: skip
-    helpful = [{"messages": [{"role": "user", "content": f"Give me a tip about {t}."},
-                             {"role": "assistant", "content": f"A good tip about {t}: be kind."}]}
-               for t in TOPICS]  # fmt: skip
+    sft = [
+        {
+            "id": f"r{i}",
+            "prompt": conv(t),
+            "completion": say(SAFE[i % 2].format(t=t)),
+            "provenance": prov,
+        }
+        for i, t in enumerate(TOPICS[:8])
+    ]
+    helpful = [
+        {
+            "messages": [
+                {"role": "user", "content": f"Give me a tip about {t}."},
+                {"role": "assistant", "content": f"A good tip about {t}: be kind."},
+            ]
+        }
+        for t in TOPICS
+    ]
     prefs = []
     for i, t in enumerate(TOPICS):
         p = 0.51 if i == 0 else 0.9  # the first pair is a near coin flip
-        prefs.append({"id": f"p{i}", "prompt": conv(t), "chosen": say(SAFE[i % 2].format(t=t)),
-                      "rejected": say(UNSAFE[i % 2].format(t=t)), "p_chosen": p,
-                      "margin": 2.0, "provenance": prov})  # fmt: skip
+        prefs.append(
+            {
+                "id": f"p{i}",
+                "prompt": conv(t),
+                "chosen": say(SAFE[i % 2].format(t=t)),
+                "rejected": say(UNSAFE[i % 2].format(t=t)),
+                "p_chosen": p,
+                "margin": 2.0,
+                "provenance": prov,
+            }
+        )
     return SimpleNamespace(
         sft=write_jsonl(d / "sft.jsonl", sft),
         helpful=write_jsonl(d / "helpful.jsonl", helpful),
@@ -93,8 +130,16 @@ def test_sft_learns_the_revisions_and_mixes_helpful_data(data, tmp_path):
     from cai.train.sft import train_sft
 
     out = tmp_path / "sft"
-    s = train_sft(cfg(tc.SFTRunConfig, model="tiny-random", dataset=str(data.sft), output=out,
-                      mix=[f"{data.helpful}:0.5"], trl=TRL))  # fmt: skip
+    s = train_sft(
+        cfg(
+            tc.SFTRunConfig,
+            model="tiny-random",
+            dataset=str(data.sft),
+            output=out,
+            mix=[f"{data.helpful}:0.5"],
+            trl=TRL,
+        )
+    )
     assert s["steps"] == 12 and s["last_loss"] < s["first_loss"]
     assert s["data"]["sources"] == {str(data.sft): 8, str(data.helpful): 4}
     assert s["data"]["provenance"]["constitution"]["hash"] == "abc123"
@@ -113,8 +158,16 @@ def test_reward_model_learns_ai_preferences_and_drops_coin_flips(data, tmp_path)
     from cai.train.reward import train_reward
 
     out = tmp_path / "rm"
-    s = train_reward(cfg(tc.RewardRunConfig, model="tiny-random", dataset=str(data.prefs),
-                         output=out, use_margin=True, trl={**TRL, "learning_rate": 1e-2}))  # fmt: skip
+    s = train_reward(
+        cfg(
+            tc.RewardRunConfig,
+            model="tiny-random",
+            dataset=str(data.prefs),
+            output=out,
+            use_margin=True,
+            trl={**TRL, "learning_rate": 1e-2},
+        )
+    )
     assert s["data"]["dropped_uncertain"] == 1 and s["data"]["rows"] == data.n_prefs - 1
     assert s["last_loss"] < s["first_loss"]
     assert s["train_accuracy"][-1] == 1.0
@@ -131,8 +184,9 @@ def test_dpo_loss_falls_and_margins_are_logged(data, tmp_path):
 
     out = tmp_path / "dpo"
     trl = {**TRL, "learning_rate": 1e-3, "loss_type": ["ipo"], "beta": 0.2}
-    s = train_dpo(cfg(tc.DPORunConfig, model="tiny-random", dataset=str(data.prefs),
-                      output=out, trl=trl))  # fmt: skip
+    s = train_dpo(
+        cfg(tc.DPORunConfig, model="tiny-random", dataset=str(data.prefs), output=out, trl=trl)
+    )
     assert s["loss_type"] == ["ipo"] and s["beta"] == 0.2
     assert s["last_loss"] < s["first_loss"]
     assert len(s["reward_margins"]) == 12 and s["reward_margins"][-1] > s["reward_margins"][0]
@@ -146,16 +200,32 @@ def test_bad_configuration_fails_before_training(data, tmp_path):
     from cai.train.sft import train_sft
 
     with pytest.raises(CaiError, match="missing column.*rejected"):
-        train_reward(cfg(tc.RewardRunConfig, model="tiny-random", dataset=str(data.sft),
-                         output=tmp_path / "x"))  # fmt: skip
+        train_reward(
+            cfg(
+                tc.RewardRunConfig,
+                model="tiny-random",
+                dataset=str(data.sft),
+                output=tmp_path / "x",
+            )
+        )
     with pytest.raises(CaiError, match="prompt and completion"):
-        train_sft(cfg(tc.SFTRunConfig, model="tiny-random", dataset=str(data.prefs),
-                      output=tmp_path / "x"))  # fmt: skip
+        train_sft(
+            cfg(
+                tc.SFTRunConfig, model="tiny-random", dataset=str(data.prefs), output=tmp_path / "x"
+            )
+        )
     with pytest.raises(CaiError, match="needs a reward model"):
         train_ppo(cfg(tc.PPORunConfig, model="tiny-random", output=tmp_path / "x"))
     with pytest.raises(CaiError, match="trl field error"):
-        train_dpo(cfg(tc.DPORunConfig, model="tiny-random", dataset=str(data.prefs),
-                      output=tmp_path / "x", trl={"no_such_field": 1}))  # fmt: skip
+        train_dpo(
+            cfg(
+                tc.DPORunConfig,
+                model="tiny-random",
+                dataset=str(data.prefs),
+                output=tmp_path / "x",
+                trl={"no_such_field": 1},
+            )
+        )
     # A model without a chat template.
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -165,8 +235,9 @@ def test_bad_configuration_fails_before_training(data, tmp_path):
     tok.chat_template = None
     tok.save_pretrained(bare)
     with pytest.raises(CaiError, match="no chat template"):
-        train_dpo(cfg(tc.DPORunConfig, model=str(bare), dataset=str(data.prefs),
-                      output=tmp_path / "x"))  # fmt: skip
+        train_dpo(
+            cfg(tc.DPORunConfig, model=str(bare), dataset=str(data.prefs), output=tmp_path / "x")
+        )
     assert not (tmp_path / "x").exists()
     with pytest.raises(CaiError, match="safety-switch needs exactly two"):
         cfg(tc.OnlineRunConfig, combine="safety-switch", rewards=[{"kind": "model", "path": "x"}])
@@ -174,9 +245,26 @@ def test_bad_configuration_fails_before_training(data, tmp_path):
 
 def test_cli_trains_with_set_and_reports(cai, data, tmp_path):
     out = tmp_path / "cli-dpo"
-    r = cai("train", "dpo", "--model", "tiny-random", "--dataset", data.prefs, "-o", out,
-            "--max-steps", "2", "--set", "beta=0.3", "--set", "report_to=[]",
-            "--loss-type", "sigmoid", "--min-confidence", "0.2")  # fmt: skip
+    r = cai(
+        "train",
+        "dpo",
+        "--model",
+        "tiny-random",
+        "--dataset",
+        data.prefs,
+        "-o",
+        out,
+        "--max-steps",
+        "2",
+        "--set",
+        "beta=0.3",
+        "--set",
+        "report_to=[]",
+        "--loss-type",
+        "sigmoid",
+        "--min-confidence",
+        "0.2",
+    )
     assert r.code == 0, r.err
     saved = json.loads((out / "cai_train.json").read_text())
     assert saved["steps"] == 2 and saved["beta"] == 0.3 and saved["data"]["dropped_uncertain"] == 1
@@ -226,11 +314,17 @@ def peaky(tmp_path_factory) -> SimpleNamespace:
     out = tmp_path_factory.mktemp("peaky") / "model"
     model.save_pretrained(out)
     tok.save_pretrained(out)
-    ids = tok.apply_chat_template(conv("a car"), add_generation_prompt=True,
-                                  return_tensors="pt", return_dict=True)  # fmt: skip
+    ids = tok.apply_chat_template(
+        conv("a car"), add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     torch.manual_seed(0)
-    sampled = model.generate(**ids, do_sample=True, max_new_tokens=16, num_return_sequences=32,
-                             pad_token_id=tok.pad_token_id)  # fmt: skip
+    sampled = model.generate(
+        **ids,
+        do_sample=True,
+        max_new_tokens=16,
+        num_return_sequences=32,
+        pad_token_id=tok.pad_token_id,
+    )
     counts = collections.Counter(sampled[:, ids["input_ids"].shape[1] :].flatten().tolist())
     target = {t for t, _ in counts.most_common(40)[5:40]}  # common, but far from all
     return SimpleNamespace(path=out, target=target, vocab=model.config.vocab_size)
@@ -244,8 +338,12 @@ def target_reward(target: set[int]):
     return reward
 
 
-ONLINE = {"learning_rate": 3e-3, "per_device_train_batch_size": 8, "num_generations": 4,
-          "max_completion_length": 12}  # fmt: skip
+ONLINE = {
+    "learning_rate": 3e-3,
+    "per_device_train_batch_size": 8,
+    "num_generations": 4,
+    "max_completion_length": 12,
+}
 
 
 def rises(series: list[float], k: int = 5) -> bool:
@@ -257,8 +355,14 @@ def rises(series: list[float], k: int = 5) -> bool:
 def test_online_rl_raises_the_reward(algorithm, peaky, tmp_path):
     from cai.train.online import train_online
 
-    c = cfg(tc.OnlineRunConfig, model=str(peaky.path), dataset="red-team", limit=16,
-            output=tmp_path / algorithm, trl={**ONLINE, "max_steps": 24})  # fmt: skip
+    c = cfg(
+        tc.OnlineRunConfig,
+        model=str(peaky.path),
+        dataset="red-team",
+        limit=16,
+        output=tmp_path / algorithm,
+        trl={**ONLINE, "max_steps": 24},
+    )
     s = train_online(c, algorithm, reward_fn=target_reward(peaky.target))
     assert len(s["reward"]) == 24 and rises(s["reward"]), s["reward"]
 
@@ -275,8 +379,14 @@ def test_grpo_logs_the_weighted_sum_it_was_given(peaky, tmp_path):
 
     r2 = target_reward(peaky.target)
     combined = WeightedSum([r1, r2], [0.25, 3.0])
-    c = cfg(tc.OnlineRunConfig, model=str(peaky.path), dataset="red-team", limit=8,
-            output=tmp_path / "ws", trl={**ONLINE, "max_steps": 2})  # fmt: skip
+    c = cfg(
+        tc.OnlineRunConfig,
+        model=str(peaky.path),
+        dataset="red-team",
+        limit=8,
+        output=tmp_path / "ws",
+        trl={**ONLINE, "max_steps": 2},
+    )
     s = train_online(c, "grpo", reward_fn=combined)
     by_hand = [
         sum(0.25 * len(ids) / 12 + 3.0 * r2(None, None, [ids])[0] for ids in batch) / len(batch)
@@ -288,10 +398,21 @@ def test_grpo_logs_the_weighted_sum_it_was_given(peaky, tmp_path):
 def test_grpo_runs_with_the_judge_as_reward(tmp_path):
     from cai.train.online import train_online
 
-    c = cfg(tc.OnlineRunConfig, model="tiny-random", dataset="red-team", limit=4,
-            output=tmp_path / "judge", rewards=[{"kind": "judge", "path": "tiny-random"}],
-            trl={**ONLINE, "per_device_train_batch_size": 4, "num_generations": 2,
-                 "max_completion_length": 6, "max_steps": 2})  # fmt: skip
+    c = cfg(
+        tc.OnlineRunConfig,
+        model="tiny-random",
+        dataset="red-team",
+        limit=4,
+        output=tmp_path / "judge",
+        rewards=[{"kind": "judge", "path": "tiny-random"}],
+        trl={
+            **ONLINE,
+            "per_device_train_batch_size": 4,
+            "num_generations": 2,
+            "max_completion_length": 6,
+            "max_steps": 2,
+        },
+    )
     s = train_online(c, "grpo")
     assert s["steps"] == 2 and s["reward_name"] == "cai_judge_reward"
     assert all(-1.0 <= r <= 1.0 for r in s["reward"])
@@ -320,10 +441,22 @@ def test_ppo_raises_the_reward_of_a_scripted_reward_model(peaky, tmp_path):
     rm.model = CountTargets(peaky.target, peaky.vocab)  # trl reads base_model_prefix "model"
     rm.score = torch.nn.Linear(1, 1, bias=False)
     torch.nn.init.ones_(rm.score.weight)
-    trl = {"learning_rate": 3e-3, "per_device_train_batch_size": 4, "response_length": 12,
-           "total_episodes": 96, "num_ppo_epochs": 2, "kl_coef": 0.01}  # fmt: skip
-    c = cfg(tc.PPORunConfig, model=str(peaky.path), dataset="red-team", limit=16,
-            output=tmp_path / "ppo", trl=trl)  # fmt: skip
+    trl = {
+        "learning_rate": 3e-3,
+        "per_device_train_batch_size": 4,
+        "response_length": 12,
+        "total_episodes": 96,
+        "num_ppo_epochs": 2,
+        "kl_coef": 0.01,
+    }
+    c = cfg(
+        tc.PPORunConfig,
+        model=str(peaky.path),
+        dataset="red-team",
+        limit=16,
+        output=tmp_path / "ppo",
+        trl=trl,
+    )
     s = train_ppo(c, reward_model=rm)
     assert len(s["scores"]) == 24 and rises(s["scores"], k=5), s["scores"]
     assert (tmp_path / "ppo" / "model.safetensors").is_file()
@@ -337,8 +470,15 @@ def test_best_of_n_keeps_the_highest_reward(tmp_path):
     def longest(prompts, completions, **kw):
         return [float(len(c)) for c in completions]
 
-    c = cfg(tc.BestOfNConfig, prompts="red-team", limit=3, n=3, output=tmp_path / "bon",
-            policy={"model": "tiny-random"}, sampling={"max_new_tokens": 8, "temperature": 1.0})  # fmt: skip
+    c = cfg(
+        tc.BestOfNConfig,
+        prompts="red-team",
+        limit=3,
+        n=3,
+        output=tmp_path / "bon",
+        policy={"model": "tiny-random"},
+        sampling={"max_new_tokens": 8, "temperature": 1.0},
+    )
     s = run_best_of_n(c, reward_fn=longest)
     rows = load_dataset(str(tmp_path / "bon"))["train"]
     assert len(rows) == 3 and s["mean_best_reward"] >= s["mean_sample_reward"]
@@ -350,8 +490,23 @@ def test_best_of_n_keeps_the_highest_reward(tmp_path):
 
 def test_lora_trains_an_adapter_and_export_merges_it(cai, data, tmp_path):
     out = tmp_path / "lora"
-    r = cai("train", "sft", "--model", "tiny-random", "--dataset", data.sft, "-o", out,
-            "--lora", "--lora-r", "4", "--max-steps", "3", "--learning-rate", "1e-2")  # fmt: skip
+    r = cai(
+        "train",
+        "sft",
+        "--model",
+        "tiny-random",
+        "--dataset",
+        data.sft,
+        "-o",
+        out,
+        "--lora",
+        "--lora-r",
+        "4",
+        "--max-steps",
+        "3",
+        "--learning-rate",
+        "1e-2",
+    )
     assert r.code == 0, r.err
     assert (out / "adapter_config.json").is_file()
     merged = tmp_path / "merged"
@@ -366,10 +521,33 @@ def test_sft_and_dpo_run_under_accelerate_launch_on_two_processes(data, tmp_path
     cai_script = Path(sys.executable).with_name("cai")
     for kind, dataset in (("sft", data.sft), ("dpo", data.prefs)):
         out = tmp_path / kind
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes",
-               "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               str(cai_script), "train", kind, "--model", "tiny-random", "--dataset",
-               str(dataset), "-o", str(out), "--max-steps", "2", "--batch-size", "2"]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--cpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            str(cai_script),
+            "train",
+            kind,
+            "--model",
+            "tiny-random",
+            "--dataset",
+            str(dataset),
+            "-o",
+            str(out),
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "2",
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         assert (out / "model.safetensors").is_file()

@@ -111,8 +111,14 @@ def _run(kind: str, shared: tuple, extra: dict[str, Any]) -> None:
     from cai.config import load_config
     from cai.train import config as tc
 
-    classes = {"sft": tc.SFTRunConfig, "reward": tc.RewardRunConfig, "dpo": tc.DPORunConfig,
-               "ppo": tc.PPORunConfig, "grpo": tc.OnlineRunConfig, "rloo": tc.OnlineRunConfig}  # fmt: skip
+    classes = {
+        "sft": tc.SFTRunConfig,
+        "reward": tc.RewardRunConfig,
+        "dpo": tc.DPORunConfig,
+        "ppo": tc.PPORunConfig,
+        "grpo": tc.OnlineRunConfig,
+        "rloo": tc.OnlineRunConfig,
+    }
     path, overrides = shared
     cfg = load_config(classes[kind], path, {**overrides, **extra})
     if kind in ("grpo", "rloo") and "output" not in cfg.model_fields_set:
@@ -276,10 +282,15 @@ def best_of_n(
     for spec, w in zip(specs, weight or []):
         spec["weight"] = w
     overrides = {
-        "prompts": prompts, "output": output, "n": n, "limit": limit, "combine": combine,
-        "rewards": specs or None, "policy": {"model": policy},
+        "prompts": prompts,
+        "output": output,
+        "n": n,
+        "limit": limit,
+        "combine": combine,
+        "rewards": specs or None,
+        "policy": {"model": policy},
         "sampling": {"max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed},
-    }  # fmt: skip
+    }
     cfg = load_config(BestOfNConfig, config, overrides)
     s = run_best_of_n(cfg)
     typer.echo(

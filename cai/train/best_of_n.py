@@ -46,24 +46,32 @@ def run_best_of_n(cfg: BestOfNConfig, reward_fn: RewardFn | None = None, backend
             scores = reward([row.conversation] * len(texts), texts, **extra)
             best = max(range(len(texts)), key=lambda i: scores[i])
             answer = [{"role": "assistant", "content": texts[best]}]
-            out.append({
-                "id": row.id,
-                "prompt": row.conversation,
-                "completion": answer,
-                "messages": row.conversation + answer,
-                "reward": float(scores[best]),
-                "candidates": texts,
-                "rewards": [float(s) for s in scores],
-                "provenance": provenance,
-            })  # fmt: skip
+            out.append(
+                {
+                    "id": row.id,
+                    "prompt": row.conversation,
+                    "completion": answer,
+                    "messages": row.conversation + answer,
+                    "reward": float(scores[best]),
+                    "candidates": texts,
+                    "rewards": [float(s) for s in scores],
+                    "provenance": provenance,
+                }
+            )
         return out
 
     fingerprint = hashlib.sha256(
         json.dumps([provenance, cfg.model_dump(mode="json")], sort_keys=True, default=str).encode()
     ).hexdigest()[:16]
-    result = run_chunks(rows, process, cfg.output, fingerprint=fingerprint,
-                        settings=cfg.model_dump(mode="json"), chunk_size=cfg.chunk_size,
-                        desc="best-of-n")  # fmt: skip
+    result = run_chunks(
+        rows,
+        process,
+        cfg.output,
+        fingerprint=fingerprint,
+        settings=cfg.model_dump(mode="json"),
+        chunk_size=cfg.chunk_size,
+        desc="best-of-n",
+    )
     best = [r["reward"] for r in result.rows]
     mean_all = [sum(r["rewards"]) / len(r["rewards"]) for r in result.rows]
     summary = {

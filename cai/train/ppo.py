@@ -64,9 +64,15 @@ def train_ppo(cfg: PPORunConfig, reward_model=None) -> dict:
     value, _ = common.load_scalar_model(value_init, cfg.trust_remote_code)
     data = tokenised_prompts(cfg, tok)
     args = common.trl_args(
-        PPOConfig, cfg, learning_rate=1e-5, response_length=64, num_ppo_epochs=2,
-        num_mini_batches=1, total_episodes=len(data), stop_token="eos",
-    )  # fmt: skip
+        PPOConfig,
+        cfg,
+        learning_rate=1e-5,
+        response_length=64,
+        num_ppo_epochs=2,
+        num_mini_batches=1,
+        total_episodes=len(data),
+        stop_token="eos",
+    )
     trainer = PPOTrainer(
         args=args,
         processing_class=tok,
@@ -80,7 +86,9 @@ def train_ppo(cfg: PPORunConfig, reward_model=None) -> dict:
     if cfg.resume_from_checkpoint:
         print("note: trl's PPOTrainer cannot resume from a checkpoint; starting fresh")
     trainer.train()
-    extra = {"scores": common.log_series(trainer, "objective/scores"),
-             "kl": common.log_series(trainer, "objective/kl")}  # fmt: skip
+    extra = {
+        "scores": common.log_series(trainer, "objective/scores"),
+        "kl": common.log_series(trainer, "objective/kl"),
+    }
     info = {"rows": len(data), "provenance": {}}
     return common.finish(trainer, cfg, "ppo", started, info, extra)
