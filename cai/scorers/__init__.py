@@ -1,0 +1,1 @@
+"""Scorers for `cai evaluate`: toxicity, refusal, relevance, reward models."""
