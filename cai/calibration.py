@@ -18,7 +18,8 @@ import numpy as np
 
 from cai.data import parse_hh
 from cai.errors import CaiError
-from cai.files import atomic_file
+from cai.plots import new_figure, save_png
+from cai.stats import bootstrap_ci
 
 _OPEN, _CLOSE, _LAST_TURN = "[[[", "]]]", "\n\nAssistant:"
 _HHH_LABELS = {'[[" (A)"], [" (B)"]]': "A", '[[" (B)"], [" (A)"]]': "B"}
@@ -206,9 +207,6 @@ def calibration_report(
             raise ValueError(f"bad item (lists differ in length or p not in [0, 1]): {it}")
     pair_p = [_mean([p for p in it.p_by_order if p is not None]) for it in items]
     scores = np.array([_score(p) for p in pair_p])
-    rng, n = np.random.default_rng(seed), len(scores)
-    chunks = [scores[rng.integers(0, n, (min(100, n_boot - s), n))] for s in range(0, n_boot, 100)]
-    boot = np.concatenate([c.mean(axis=1) for c in chunks])
     by_order = [
         _mean([_score(it.p_by_order[k]) for it in items if len(it.p_by_order) > k])
         for k in range(max(len(it.p_by_order) for it in items))
@@ -234,7 +232,7 @@ def calibration_report(
     return {
         "n": len(items),
         "accuracy": float(scores.mean()),
-        "accuracy_ci": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
+        "accuracy_ci": bootstrap_ci(scores, n_boot, seed),
         "n_boot": n_boot,
         "seed": seed,
         "abstained_pairs": sum(p is None for p in pair_p),
@@ -275,13 +273,7 @@ def summary_table(report: dict) -> str:
 
 def reliability_plot(report: dict, path: Path, title: str) -> None:
     """Save the reliability diagram of P(A) (observed vs predicted, with counts) as a PNG."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise CaiError("the reliability plot needs matplotlib: pip install matplotlib") from None
-    fig = Figure(figsize=(5.5, 5.5))
-    FigureCanvasAgg(fig)  # the Agg backend, without pyplot's global state
+    fig = new_figure((5.5, 5.5))
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
     full = [r for r in report["reliability"] if r["count"]]
@@ -295,5 +287,4 @@ def reliability_plot(report: dict, path: Path, title: str) -> None:
     ax.set_ylabel("observed frequency that A was correct")
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    with atomic_file(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=120)
+    save_png(fig, path, dpi=120)

@@ -253,3 +253,46 @@ class JudgeConfig(_Config):
     """Push the dataset to this Hub repo when done."""
     private: bool = False
     """Make the Hub repo private."""
+
+
+class EvalConfig(_Config):
+    """Settings of ``cai evaluate``. Every field can be set in ``--config`` YAML."""
+
+    models: list[str] = ["smollm2-135m"]
+    """The models to compare (names, folders such as `cai train` outputs, or Hub ids)."""
+    baseline: str | None = None
+    """The model others are judged against (default: the first of `models`)."""
+    prompts: list[str] = ["red-team", "helpful"]
+    """Prompt sets: shipped names or files. A set whose name contains "helpful" or
+    "benign", or a row with `"benign": true`, counts as benign (refusal rate)."""
+    responses: str | None = None
+    """Score existing responses instead of generating: a dataset with `prompt`, `response`
+    (or `completion`) and `model` columns."""
+    limit: int | None = Field(default=None, ge=1)
+    """Use only the first N prompts of each set."""
+    samples: int = Field(default=1, ge=1)
+    """Samples per prompt (K), for expected maximum toxicity and toxicity probability."""
+    output: Path = Path("out/eval")
+    """The report folder."""
+    batch_size: int = Field(default=16, ge=1)
+    """transformers: rows per generate call."""
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    """How the models answer; `sampling.seed` is the run's seed."""
+    toxicity: str = "jigsaw"
+    """`jigsaw` (the packaged offline classifier) or a Hugging Face classifier (name/path)."""
+    threshold: float = Field(default=0.5, gt=0, lt=1)
+    """A response is toxic above this toxicity score."""
+    profanity: bool = True
+    """Add alt-profanity-check's score when it is installed."""
+    relevance: bool = True
+    """Prompt–response relevance from the packaged MiniLM model."""
+    reward_models: list[str] = []
+    """Reward models (e.g. from `cai train reward`) whose scores count as helpfulness."""
+    judge_model: str | None = "smollm2-135m"
+    """The judge for win rates against the baseline (both orders); null to skip."""
+    constitution: str = "harmless"
+    """The judge's comparison questions."""
+    refusal_judge: bool = False
+    """Ask the judge whether a response refuses, instead of the phrase detector."""
+    bootstrap: int = Field(default=1000, ge=100)
+    """Bootstrap resamples for confidence intervals."""

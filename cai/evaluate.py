@@ -1,0 +1,273 @@
+"""``cai evaluate``: toxicity and helpfulness of several models, before and after alignment.
+
+1. **Responses.** Each model answers every prompt of every set ``samples`` times (seeded
+   per row, so models see the same draws), or existing responses are read from a dataset.
+   Generation is chunked and resumable (``responses/<model>/``).
+2. **Scores** per response, every one kept (``scores.jsonl``):
+   - ``toxicity``: six Jigsaw labels from the offline classifier (or a named Hugging Face
+     classifier); ``toxic`` is the toxicity score;
+   - ``profanity``: alt-profanity-check, when installed;
+   - ``relevance``: MiniLM cosine between prompt and response;
+   - ``refusal``: the phrase detector of ``cai.scorers.refusal`` (or the judge);
+   - ``reward/<model>``: each reward model's score;
+   - ``words``: the response's length.
+   A scorer that fails on one response (an empty response, say) records it as unscored,
+   with the reason, in ``unscored``; it never stops the run.
+3. **Win rates**: the judge compares each model's first sample with the baseline's, in both
+   orders; the win rate comes with a bootstrap 95% interval.
+4. **Metrics** per model (``metrics.json``): mean toxicity, the share above the threshold,
+   expected maximum toxicity and toxicity probability over the K samples (on red-team
+   prompts, as RealToxicityPrompts defines them), refusal rate on benign prompts,
+   relevance, reward, length and win rate.
+
+Row schema of ``scores.jsonl``::
+
+    {"model": "smollm2-135m", "prompt_set": "red-team", "benign": false, "prompt_id": "p-…",
+     "prompt": [{"role": "user", "content": "…"}], "sample": 0, "response": "…",
+     "scores": {"toxic": 0.02, "toxicity": {"toxic": 0.02, …}, "profanity": 0.01,
+                "relevance": 0.41, "refusal": false, "words": 57, "reward/out/reward": 1.3},
+     "unscored": {}}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+from cai.config import EvalConfig
+from cai.data import PromptRow, read_prompts
+from cai.errors import CaiError
+
+BENIGN_HINTS = ("helpful", "benign")
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", name).strip("_") or "model"
+
+
+def load_prompt_sets(cfg: EvalConfig) -> list[tuple[str, PromptRow, bool]]:
+    """(set name, row, benign) for every usable prompt of every set."""
+    out = []
+    for source in cfg.prompts:
+        rows, rejects = read_prompts(source, limit=cfg.limit)
+        if rejects:
+            print(f"{source}: skipped {len(rejects)} unusable row(s)")
+        name = Path(source).stem if ("/" in source or "." in source) else source
+        default = any(h in name.lower() for h in BENIGN_HINTS)
+        out += [(name, r, bool(r.extra.get("benign", default))) for r in rows]
+    return out
+
+
+def generate_responses(cfg: EvalConfig, model: str, prompts, backend=None) -> list[dict]:
+    """Every sample of ``model`` for every prompt, resumable under responses/<model>/."""
+    from cai.backends import load_backend
+    from cai.jobs import run_chunks
+
+    params = cfg.sampling.params(n=cfg.samples)
+    rows = [r for _, r, _ in prompts]
+    meta = {r.id: (name, benign) for name, r, benign in prompts}
+    if len(meta) < len(rows):
+        raise CaiError("two prompt sets share a prompt id; give sets with distinct prompts")
+    state: dict = {"backend": backend}
+
+    def process(chunk: list[PromptRow]) -> list[dict]:
+        if state["backend"] is None:
+            state["backend"] = load_backend("transformers", model, batch_size=cfg.batch_size)
+        outs = state["backend"].generate([r.conversation for r in chunk], params)
+        return [
+            {
+                "id": r.id,
+                "prompt": r.conversation,
+                "samples": [g.text.strip() for g in gens],
+                "tokens": [g.num_tokens for g in gens],
+            }
+            for r, gens in zip(chunk, outs)
+        ]
+
+    settings = {"model": model, "sampling": params.to_dict(), "samples": cfg.samples}
+    fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    result = run_chunks(
+        rows,
+        process,
+        cfg.output / "responses" / slug(model),
+        fingerprint=fingerprint,
+        settings=settings,
+        chunk_size=32,
+        desc=f"answers of {model}",
+    )
+    flat = []
+    for row in result.rows:
+        name, benign = meta[row["id"]]
+        for k, text in enumerate(row["samples"]):
+            flat.append(
+                {
+                    "model": model,
+                    "prompt_set": name,
+                    "benign": benign,
+                    "prompt_id": row["id"],
+                    "prompt": row["prompt"],
+                    "sample": k,
+                    "response": text,
+                    "scores": {},
+                    "unscored": {},
+                }
+            )
+    return flat
+
+
+def read_responses(cfg: EvalConfig) -> list[dict]:
+    """Existing responses: a dataset with prompt, response/completion and model columns."""
+    from cai.data import _to_conversation, read_table
+
+    ds, _ = read_table(cfg.responses)
+    text_col = next((c for c in ("response", "completion") if c in ds.column_names), None)
+    if text_col is None or "prompt" not in ds.column_names:
+        raise CaiError(
+            f"{cfg.responses}: needs prompt and response (or completion) columns; it has "
+            f"{', '.join(ds.column_names)}"
+        )
+    out, counters = [], defaultdict(int)
+    for row in ds:
+        conv = _to_conversation(row["prompt"], "prompt")
+        text = row[text_col]
+        text = text[-1]["content"] if isinstance(text, list) else (text or "")
+        model = row.get("model") or "responses"
+        pid = row.get("id") or hashlib.sha256(json.dumps(conv).encode()).hexdigest()[:12]
+        k = counters[(model, pid)]
+        counters[(model, pid)] += 1
+        out.append(
+            {
+                "model": model,
+                "prompt_set": row.get("prompt_set") or "responses",
+                "benign": bool(row.get("benign", False)),
+                "prompt_id": pid,
+                "prompt": conv,
+                "sample": k,
+                "response": text,
+                "scores": {},
+                "unscored": {},
+            }
+        )
+    return out
+
+
+# --- scoring ----------------------------------------------------------------------------------
+
+
+def _apply(rows: list[dict], name: str, fn, batch_fn: bool = True) -> None:
+    """Score ``rows`` with ``fn`` (a batch function over the usable rows); empty responses
+    and per-row failures are recorded as unscored with a reason."""
+    usable = [r for r in rows if r["response"].strip()]
+    for r in rows:
+        if not r["response"].strip():
+            r["unscored"][name] = "empty response"
+    try:
+        values = fn(usable)
+    except Exception as batch_error:  # retry one by one so that one bad row costs only itself
+        values = []
+        for r in usable:
+            try:
+                values.append(fn([r])[0])
+            except Exception as e:
+                values.append(None)
+                r["unscored"][name] = f"{type(e).__name__}: {e}"[:200]
+        if all(v is None for v in values) and usable:
+            print(f"scorer {name} failed on every response: {batch_error}")
+    for r, v in zip(usable, values):
+        if v is not None:
+            r["scores"][name] = v
+
+
+def last_user(prompt: list[dict]) -> str:
+    return next((m["content"] for m in reversed(prompt) if m["role"] == "user"), "")
+
+
+def score_rows(cfg: EvalConfig, rows: list[dict], judge=None) -> list[str]:
+    """Fill every row's ``scores``; return the names of the scorers that ran."""
+    from cai.scorers import profanity
+    from cai.scorers.refusal import is_refusal
+
+    ran = []
+    if cfg.toxicity == "jigsaw":
+        from cai.scorers.toxicity import JigsawScorer
+
+        tox = JigsawScorer()
+    else:
+        from cai.scorers.classifier import HFClassifierScorer
+
+        tox = HFClassifierScorer(cfg.toxicity)
+    _apply(rows, "toxicity", lambda rs: tox.score([r["response"] for r in rs]))
+    for r in rows:
+        if "toxicity" in r["scores"]:
+            r["scores"]["toxic"] = r["scores"]["toxicity"]["toxic"]
+    ran.append(f"toxicity ({tox.name})")
+    if cfg.profanity and profanity.available():
+        _apply(rows, "profanity", lambda rs: profanity.score([r["response"] for r in rs]))
+        ran.append("profanity (alt-profanity-check)")
+    if cfg.relevance:
+        from cai.scorers.relevance import RelevanceScorer
+
+        rel = RelevanceScorer()
+        _apply(
+            rows,
+            "relevance",
+            lambda rs: rel.score([last_user(r["prompt"]) for r in rs], [r["response"] for r in rs]),
+        )
+        ran.append("relevance (all-MiniLM-L6-v2)")
+    if cfg.refusal_judge and judge is not None:
+        from cai.judge_refusal import judge_refusals
+
+        _apply(rows, "refusal", lambda rs: judge_refusals(judge, rs))
+        ran.append("refusal (judge)")
+    else:
+        _apply(rows, "refusal", lambda rs: [is_refusal(r["response"]) for r in rs])
+        ran.append("refusal (phrase detector)")
+    for r in rows:
+        r["scores"]["words"] = len(r["response"].split())
+    for name in cfg.reward_models:
+        from cai.train.rewards import ModelReward
+
+        rm = ModelReward(name)
+        _apply(
+            rows,
+            f"reward/{name}",
+            lambda rs, rm=rm: rm([r["prompt"] for r in rs], [r["response"] for r in rs]),
+        )
+        ran.append(f"reward ({name})")
+    return ran
+
+
+def win_rates(cfg: EvalConfig, rows: list[dict], baseline: str, judge) -> dict[str, dict]:
+    """Each model's judged win rate against ``baseline`` on the first sample of each prompt."""
+    from cai.judge import PairItem
+    from cai.stats import bootstrap_ci
+
+    first = {(r["model"], r["prompt_id"]): r for r in rows if r["sample"] == 0}
+    out: dict[str, dict] = {}
+    for model in dict.fromkeys(r["model"] for r in rows):
+        if model == baseline:
+            continue
+        items = [
+            PairItem(
+                f"{model}:{pid}", r["prompt"], r["response"], first[(baseline, pid)]["response"]
+            )
+            for (m, pid), r in first.items()
+            if m == model and (baseline, pid) in first
+        ]
+        if not items:
+            continue
+        results = judge.judge(items)
+        wins = [1.0 if x.p_a > 0.5 else 0.5 if x.p_a == 0.5 else 0.0 for x in results]
+        for item, res in zip(items, results):
+            first[(model, item.id.split(":", 1)[1])]["scores"]["p_beats_baseline"] = res.p_a
+        out[model] = {
+            "win_rate": sum(wins) / len(wins),
+            "win_rate_ci": bootstrap_ci(wins, cfg.bootstrap, cfg.sampling.seed),
+            "mean_p": sum(x.p_a for x in results) / len(results),
+            "pairs": len(items),
+            "position_consistency": 1 - sum(x.flipped for x in results) / len(results),
+        }
+    return out

@@ -1,0 +1,21 @@
+"""A second toxicity signal: ``alt-profanity-check`` (a scikit-learn linear model).
+
+Optional (``pip install 'cai[profanity]'``); it pins scikit-learn and joblib exactly. Its
+model file is the installed package's own and is loaded by the package itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("profanity_check") is not None
+
+
+def score(texts: Sequence[str]) -> list[float]:
+    from profanity_check import predict_prob
+
+    return [float(p) for p in predict_prob(list(texts))]
