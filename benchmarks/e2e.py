@@ -45,7 +45,10 @@ def main() -> None:
     a = ap.parse_args()
     w = a.work
     times: dict[str, float] = {}
-    results: dict = {"machine": machine_info(a.model), "args": {k: str(v) for k, v in vars(a).items()}}
+    results: dict = {
+        "machine": machine_info(a.model),
+        "args": {k: str(v) for k, v in vars(a).items()},
+    }
 
     def stage(name: str, fn):
         print(f"=== {name}", flush=True)

@@ -25,8 +25,9 @@ class _Config(BaseModel):
 class BackendConfig(_Config):
     """Which engine runs the model, and how."""
 
-    backend: Literal["transformers", "openai"] = "transformers"
-    """`transformers` runs the model in-process; `openai` talks to an OpenAI-compatible server."""
+    backend: Literal["transformers", "vllm", "openai"] = "transformers"
+    """`transformers` runs the model in-process; `vllm` runs it in-process on vLLM's engine;
+    `openai` talks to an OpenAI-compatible server."""
     model: str = "smollm2-135m"
     """A packaged name (smollm2-135m, qwen2.5-coder-0.5b, tiny-random), a folder or a Hub id."""
     batch_size: int = Field(default=16, ge=1)
@@ -36,7 +37,19 @@ class BackendConfig(_Config):
     dtype: str = "auto"
     """transformers: auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16."""
     trust_remote_code: bool = False
-    """transformers: run code from the model's repository. Only for models you trust."""
+    """transformers, vllm: run code from the model's repository. Only for models you trust."""
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    """vllm: GPUs to shard the model over."""
+    enable_prefix_caching: bool = True
+    """vllm: reuse the key/value blocks of shared prompt prefixes (the few-shot block)."""
+    max_model_len: int | None = None
+    """vllm: context length to reserve memory for; default the model's own."""
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    """vllm: share of GPU memory the engine may take."""
+    enforce_eager: bool = False
+    """vllm: no CUDA graphs or torch.compile; starts faster, decodes slower."""
+    block_size: int | None = None
+    """vllm: tokens per key/value block; prefix caching reuses only whole blocks."""
     base_url: list[str] = ["http://127.0.0.1:8000/v1"]
     """openai: one or more base URLs, shared round-robin."""
     api_key_env: str = "OPENAI_API_KEY"
@@ -59,6 +72,17 @@ class BackendConfig(_Config):
                 "batch_size": self.batch_size,
                 "device": self.device,
                 "dtype": self.dtype,
+                "trust_remote_code": self.trust_remote_code,
+            }
+        elif self.backend == "vllm":
+            opts = {
+                "tensor_parallel_size": self.tensor_parallel_size,
+                "enable_prefix_caching": self.enable_prefix_caching,
+                "dtype": self.dtype,
+                "max_model_len": self.max_model_len,
+                "gpu_memory_utilization": self.gpu_memory_utilization,
+                "enforce_eager": self.enforce_eager,
+                "block_size": self.block_size,
                 "trust_remote_code": self.trust_remote_code,
             }
         else:

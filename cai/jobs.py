@@ -5,6 +5,8 @@ An output folder holds::
     rows.jsonl      finished rows, appended with a checksum per line as each chunk ends
     run.json        the run's fingerprint, settings and summary
     rejects.jsonl   rows that were skipped, with the reason
+    failed.jsonl    rows whose model server failed for good (after its retries), with
+                    the error; the run exits non-zero and a rerun retries them
     data/, README.md   the dataset and its card, written when the run completes
 
 Rerunning the same command continues where it stopped: rows already in ``rows.jsonl``
@@ -25,8 +27,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from cai.data import PromptRow, Reject, write_rejects
-from cai.errors import CaiError
-from cai.files import write_json_atomic
+from cai.errors import BackendError, CaiError
+from cai.files import write_json_atomic, write_text_atomic
 from cai.journal import RowJournal
 
 
@@ -41,6 +43,10 @@ def select_shard(rows: list[PromptRow], num_shards: int, shard_index: int) -> li
     if num_shards == 1:
         return rows
     return [r for r in rows if shard_of(r.id, num_shards) == shard_index]
+
+
+class RowsFailed(CaiError):
+    """Some rows of a batch job failed on the model server; a rerun retries them."""
 
 
 @dataclass
@@ -71,6 +77,11 @@ def run_chunks(
 
     ``process`` gets a chunk and returns one output dict (with ``id``) per input row.
     ``tokens`` reports the generated tokens so far, for the progress bar.
+
+    If ``process`` raises ``BackendError`` (a server failed after its retries), the chunk
+    is retried one row at a time; rows that still fail go to ``failed.jsonl`` with the
+    error, the other chunks go on, and at the end ``RowsFailed`` is raised. Nothing is
+    dropped: a rerun of the same command processes exactly the failed rows again.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     run_file = out_dir / "run.json"
@@ -99,13 +110,27 @@ def run_chunks(
     pending = [r for r in rows if r.id not in done_by_id]
     resumed = len(rows) - len(pending)
     start = time.perf_counter()
+    failed: list[dict] = []
+
+    def attempt(chunk: list[PromptRow]) -> None:
+        try:
+            out = process(chunk)
+        except BackendError as e:
+            if len(chunk) > 1:
+                tqdm.write(f"{e}; retrying these {len(chunk)} rows one at a time")
+                for row in chunk:
+                    attempt([row])
+                return
+            failed.append({"id": chunk[0].id, "error": str(e)})
+            return
+        journal.append(out)
+        done_by_id.update((r["id"], r) for r in out)
+
     bar = tqdm(total=len(rows), initial=resumed, desc=desc, unit="row", dynamic_ncols=True)
     try:
         for i in range(0, len(pending), chunk_size):
             chunk = pending[i : i + chunk_size]
-            out = process(chunk)
-            journal.append(out)
-            done_by_id.update((r["id"], r) for r in out)
+            attempt(chunk)
             bar.update(len(chunk))
             elapsed = time.perf_counter() - start
             postfix = {"rows/s": f"{(i + len(chunk)) / elapsed:.2f}"}
@@ -114,6 +139,14 @@ def run_chunks(
             bar.set_postfix(postfix)
     finally:
         bar.close()
+    failed_file = out_dir / "failed.jsonl"
+    if failed:
+        write_text_atomic(failed_file, "".join(json.dumps(f) + "\n" for f in failed))
+        raise RowsFailed(
+            f"{len(failed)} of {len(rows)} rows failed on the model server (errors in "
+            f"{failed_file}); the finished rows are kept: rerun the same command to retry them"
+        )
+    failed_file.unlink(missing_ok=True)
     return JobResult(
         rows=[done_by_id[r.id] for r in rows if r.id in done_by_id],
         resumed=resumed,

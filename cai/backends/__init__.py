@@ -14,6 +14,7 @@ from cai.errors import CaiError
 
 BACKENDS: dict[str, str] = {
     "transformers": "cai.backends.hf:TransformersBackend",
+    "vllm": "cai.backends.vllm:VLLMBackend",
     "openai": "cai.backends.openai:OpenAIBackend",
 }
 

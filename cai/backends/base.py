@@ -88,3 +88,15 @@ def cut_at_stop(text: str, stops: tuple[str, ...] | list[str]) -> tuple[str, boo
     """Cut ``text`` before the earliest stop string; say whether one was found."""
     cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def option_token_ids(tokenizer, context: list[int], text: str, option: str) -> list[int]:
+    """The option's tokens as they follow ``context`` (the tokens of ``text``).
+
+    The option is tokenised together with the text, so that a merge across the boundary
+    is seen; if the text's own tokens change in that merge, the option is tokenised alone.
+    """
+    full = tokenizer(text + option, add_special_tokens=False)["input_ids"]
+    if full[: len(context)] == context and len(full) > len(context):
+        return full[len(context) :]
+    return tokenizer(option, add_special_tokens=False)["input_ids"]

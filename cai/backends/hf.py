@@ -18,6 +18,7 @@ from cai.backends.base import (
     Generation,
     SamplingParams,
     cut_at_stop,
+    option_token_ids,
     render_chat,
 )
 from cai.backends.decode import Decoder, row_seed
@@ -189,10 +190,7 @@ class TransformersBackend:
 
     def option_token_ids(self, context: list[int], text: str, option: str) -> list[int]:
         """The option's tokens as they follow ``context`` (whose text is ``text``)."""
-        full = self.tokenizer(text + option, add_special_tokens=False)["input_ids"]
-        if full[: len(context)] == context and len(full) > len(context):
-            return full[len(context) :]
-        return self.tokenizer(option, add_special_tokens=False)["input_ids"]
+        return option_token_ids(self.tokenizer, context, text, option)
 
     @torch.inference_mode()
     def score_options(

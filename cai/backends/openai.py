@@ -51,7 +51,7 @@ from cai.backends.base import (
     cut_at_stop,
     render_chat,
 )
-from cai.errors import CaiError
+from cai.errors import BackendError, CaiError
 
 if TYPE_CHECKING:
     import httpx
@@ -219,7 +219,7 @@ class OpenAIBackend:
                 delay = self.backoff * 2**attempt * (1 + 0.25 * random.random())
                 await asyncio.sleep(delay if wait is None else wait)
         tries = self.max_retries + 1
-        raise CaiError(f"{url} failed after {tries} attempts; last error: {self._redact(last)}")
+        raise BackendError(f"{url} failed after {tries} attempts; last error: {self._redact(last)}")
 
     def _post_all(self, path: str, bodies: list[dict]) -> list[tuple[str, dict]]:
         """POST every body (plus the model name) concurrently; answers in the same order."""

@@ -39,7 +39,7 @@ def judge(
             "--judge-backend openai). [default: smollm2-135m]"
         ),
     ] = None,
-    judge_backend: Annotated[str | None, Opt(help="transformers or openai.")] = None,
+    judge_backend: Annotated[str | None, Opt(help="transformers, vllm or openai.")] = None,
     base_url: Annotated[list[str] | None, Opt(help="openai judge: server URL(s).")] = None,
     batch_size: Annotated[
         int | None, Opt(help="transformers judge: rows per forward pass.")

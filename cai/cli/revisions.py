@@ -28,7 +28,7 @@ def generate_revisions(
         str | None, Opt(help="Model name, folder or Hub id. [default: smollm2-135m]")
     ] = None,
     backend: Annotated[
-        str | None, Opt(help="transformers or openai. [default: transformers]")
+        str | None, Opt(help="transformers, vllm or openai. [default: transformers]")
     ] = None,
     base_url: Annotated[
         list[str] | None, Opt(help="openai backend: server URL(s), repeat for several.")

