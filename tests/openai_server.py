@@ -26,6 +26,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -87,6 +89,12 @@ class FakeOpenAIServer:
             return self.script.pop(0) if self.script else "ok"
 
     # ------------------------------------------------------------------ endpoints
+
+    def get(self, path: str) -> tuple[int, dict]:
+        if path.rstrip("/") == "/v1/models":
+            model = {"id": self.backend.model_name, "object": "model", "owned_by": "cai-tests"}
+            return 200, {"object": "list", "data": [model]}
+        return _error(404, f"no route {path}")
 
     def handle(self, path: str, body: dict) -> tuple[int, dict]:
         if body.get("model") != self.backend.model_name:
@@ -227,12 +235,7 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the client gave up (timeout)
 
     def do_GET(self) -> None:
-        app = self.server.app
-        if self.path.rstrip("/") == "/v1/models":
-            model = {"id": app.backend.model_name, "object": "model", "owned_by": "cai-tests"}
-            self._send(200, {"object": "list", "data": [model]})
-        else:
-            self._send(*_error(404, f"no route {self.path}"))
+        self._send(*self.server.app.get(self.path))
 
     def do_POST(self) -> None:
         app: FakeOpenAIServer = self.server.app
@@ -256,6 +259,36 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as e:  # a test server: report, do not die
             status, payload = _error(500, f"{type(e).__name__}: {e}")
         self._send(status, payload)
+
+
+class FaultProxy(FakeOpenAIServer):
+    """The same fault injection in front of a real server (``vllm serve``) at ``upstream``.
+
+    Requests whose scripted action is "ok" are forwarded unchanged, and the real
+    server's answer is passed back.
+    """
+
+    def __init__(self, upstream: str, script: list[str] | None = None) -> None:
+        super().__init__(None, script)
+        self.upstream = upstream.rstrip("/").removesuffix("/v1")
+
+    def _forward(self, method: str, path: str, body: dict | None) -> tuple[int, dict]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            self.upstream + path, data=data, method=method,
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        try:
+            with urllib.request.urlopen(req, timeout=600) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
+
+    def get(self, path: str) -> tuple[int, dict]:
+        return self._forward("GET", path, None)
+
+    def handle(self, path: str, body: dict) -> tuple[int, dict]:
+        return self._forward("POST", path, body)
 
 
 @contextmanager

