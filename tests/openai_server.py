@@ -161,6 +161,8 @@ class FakeOpenAIServer:
             }
             return 200, self._reply("chat.completion", choice, len(prompt_ids), 1)
         stop = body.get("stop") or []
+        if isinstance(stop, list) and len(stop) > 4:  # as vLLM's and OpenAI's servers do
+            return _error(400, "body.stop: List should have at most 4 items")
         params = SamplingParams(
             max_new_tokens=max_tokens,
             temperature=float(body.get("temperature", 1.0)),

@@ -96,6 +96,16 @@ def test_generate_stop_string(hf, server):
     assert stop not in got.text
 
 
+def test_more_stop_strings_than_the_api_takes(hf, server):
+    """Servers take 4 stop strings; a fifth is still applied, to the answer."""
+    params = SamplingParams(max_new_tokens=16, temperature=1.0, seed=3)
+    text = hf.generate([CONVERSATIONS[1]], params)[0][0].text
+    fifth = text[len(text) // 2 : len(text) // 2 + 3]
+    stops = ("\x00a", "\x00b", "\x00c", "\x00d", fifth)
+    got = client(server.base_url).generate([CONVERSATIONS[1]], replace(params, stop=stops))
+    assert got[0][0].text == text[: text.index(fifth)] and got[0][0].finish_reason == "stop"
+
+
 # ---------------------------------------------------------------------- scoring
 
 

@@ -53,32 +53,61 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@contextmanager
-def vllm_serve(log: Path, *extra: str, timeout: float = 600) -> Iterator[str]:
-    """Start ``vllm serve`` (through ``cai.backends.vllm_serve``) on loopback; yield its URL."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "cai.backends.vllm_serve", MODEL, "--host", "127.0.0.1",
-           "--port", str(port), "--dtype", "float32", "--enforce-eager",
-           "--max-model-len", str(ENGINE["max_model_len"]), *extra]  # fmt: skip
-    with open(log, "wb") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
+class VLLMServer:
+    """``vllm serve`` (through ``cai.backends.vllm_serve``) on a free loopback port.
+
+    ``start()`` returns at once, so several servers can start side by side; ``wait()``
+    blocks until the server answers ``/v1/models``.
+    """
+
+    def __init__(self, log: Path, *extra: str) -> None:
+        self.log, self.port = log, free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.cmd = [sys.executable, "-m", "cai.backends.vllm_serve", MODEL, "--host",
+                    "127.0.0.1", "--port", str(self.port), "--dtype", "float32",
+                    "--enforce-eager", "--max-model-len", str(ENGINE["max_model_len"]),
+                    *extra]  # fmt: skip
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> VLLMServer:
+        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+        with open(self.log, "wb") as f:
+            self.proc = subprocess.Popen(
+                self.cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        return self
+
+    def wait(self, timeout: float = 900) -> str:
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"vllm serve exited: {log.read_text()[-3000:]}")
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"vllm serve exited: {self.log.read_text()[-3000:]}")
             try:
-                with urllib.request.urlopen(url + "/models", timeout=5):
-                    break
+                with urllib.request.urlopen(self.url + "/models", timeout=5):
+                    return self.url
             except OSError:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"vllm serve did not start: {log.read_text()[-3000:]}")
+                    msg = f"vllm serve did not start: {self.log.read_text()[-3000:]}"
+                    raise TimeoutError(msg) from None
                 time.sleep(2)
-        yield url
-    finally:
-        proc.terminate()
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
         try:
-            proc.wait(60)
+            self.proc.wait(60)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            self.proc.kill()
+
+
+@contextmanager
+def vllm_servers(logs: list[Path]) -> Iterator[list[str]]:
+    """Start one ``vllm serve`` per log file, side by side; yield their URLs."""
+    servers = [VLLMServer(log).start() for log in logs]
+    try:
+        yield [s.wait() for s in servers]
+    finally:
+        for s in servers:
+            s.stop()

@@ -60,6 +60,9 @@ log = logging.getLogger("cai")
 
 SCORING = ("auto", "echo", "top_logprobs")
 TOP_LOGPROBS = 20
+MAX_STOP = 4
+"""Most stop strings the OpenAI API (and vLLM's server) accepts per request. Further
+ones are applied to the answer client-side; its token count may then run past them."""
 MAX_RETRY_AFTER = 30.0
 """Longest wait, in seconds, that a server's Retry-After header can impose."""
 FINISH_REASONS = {"length": "length", "max_tokens": "length", "model_length": "length"}
@@ -265,8 +268,8 @@ class OpenAIBackend:
                     "top_p": params.top_p,
                     **self._continuation(conv),
                 }
-                if params.stop:
-                    body["stop"] = list(params.stop)
+                if params.stop:  # the API takes 4; all are applied to the answer here
+                    body["stop"] = list(params.stop[:MAX_STOP])
                 if params.seed is not None:
                     body["seed"] = params.seed + i
                 if params.repetition_penalty != 1.0:
