@@ -50,6 +50,8 @@ class BackendConfig(_Config):
     """vllm: no CUDA graphs or torch.compile; starts faster, decodes slower."""
     block_size: int | None = None
     """vllm: tokens per key/value block; prefix caching reuses only whole blocks."""
+    cpu_kv_cache_gib: float = Field(default=4.0, gt=0)
+    """vllm on CPU: key/value cache size in GiB (unless VLLM_CPU_KVCACHE_SPACE is set)."""
     base_url: list[str] = ["http://127.0.0.1:8000/v1"]
     """openai: one or more base URLs, shared round-robin."""
     api_key_env: str = "OPENAI_API_KEY"
@@ -83,6 +85,7 @@ class BackendConfig(_Config):
                 "gpu_memory_utilization": self.gpu_memory_utilization,
                 "enforce_eager": self.enforce_eager,
                 "block_size": self.block_size,
+                "cpu_kv_cache_gib": self.cpu_kv_cache_gib,
                 "trust_remote_code": self.trust_remote_code,
             }
         else:

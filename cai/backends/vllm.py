@@ -22,6 +22,7 @@ transformers.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from cai.backends.base import (
@@ -68,6 +69,8 @@ class VLLMBackend:
         enforce_eager: skip CUDA graphs / torch.compile; starts much faster, runs slower.
         block_size: tokens per key/value block; prefix caching reuses whole blocks only.
         trust_remote_code: only if you trust the model's repository; off by default.
+        cpu_kv_cache_gib: on CPU, the key/value cache's size in GiB, unless the environment
+            sets ``VLLM_CPU_KVCACHE_SPACE``. Left alone, vLLM takes most of the free RAM.
         engine_args: further ``vllm.LLM`` keyword arguments, passed through.
     """
 
@@ -84,13 +87,16 @@ class VLLMBackend:
         enforce_eager: bool = False,
         block_size: int | None = None,
         trust_remote_code: bool = False,
+        cpu_kv_cache_gib: float = 4.0,
         **engine_args: Any,
     ) -> None:
         self._vllm = _import_vllm()
         self.model_name = model
         path = resolve_model(model)
-        if dtype == "auto" and _on_cpu():
-            dtype = "float32"  # vLLM's own "auto" is bfloat16, slower and less exact on CPU
+        if _on_cpu():
+            if dtype == "auto":
+                dtype = "float32"  # vLLM's own "auto" is bfloat16, slower and less exact here
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{cpu_kv_cache_gib:g}")
         args: dict[str, Any] = {
             "model": str(path),
             "tensor_parallel_size": int(tensor_parallel_size),
