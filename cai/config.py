@@ -266,6 +266,13 @@ class JudgeConfig(_Config):
     """Policy sampling settings; `sampling.seed` is the run's seed."""
     pair_budget: int | None = Field(default=None, ge=1)
     """With K > 2 candidates: judge at most this many pairs per prompt (default: all)."""
+    emit_pairs: Literal["best-worst", "all"] = "best-worst"
+    """With K > 2 candidates: one best-vs-worst row per prompt, or one row per judged pair
+    (chosen = the higher Bradley-Terry score, with its margin)."""
+    verify_revisions: float | None = Field(default=None, ge=0, le=1)
+    """With a generate-revisions output: keep only rows where the judge prefers the revision
+    to the initial answer with at least this probability (e.g. 0.5), and report the share
+    kept per principle."""
     chunk_size: int = Field(default=64, ge=1)
     """Rows per chunk; finished chunks are saved."""
     test_size: TestSize = 0

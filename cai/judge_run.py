@@ -22,8 +22,10 @@ from cai.backends.base import SamplingParams
 from cai.config import JudgeConfig
 from cai.constitution import load_constitution
 from cai.data import PromptRow, Reject, read_prompts
+from cai.errors import CaiError
 from cai.jobs import finish_run, run_chunks, select_shard
 from cai.judge import Judge, PairItem, PairResult
+from cai.judge_pairs import expand_all_pairs, length_bias, verify_revisions
 from cai.output import DatasetCard, markdown_table, push_to_hub, split_rows, write_dataset
 from cai.prompts import template_hash
 from cai.ranking import all_pairs, bradley_terry, bt_probability, budgeted_pairs, ranking
@@ -185,7 +187,13 @@ class JudgeJob:
         judged: list[list] = [[] for _ in rows]
         for (n, i, j), r in zip(where, results):
             judged[n].append((i, j, r))
-        return [preference_row(r, c, jd, self.provenance) for r, c, jd in zip(rows, cands, judged)]
+        out = [preference_row(r, c, jd, self.provenance) for r, c, jd in zip(rows, cands, judged)]
+        for pref, row in zip(out, rows):
+            if (
+                "principle_ids" in row.extra
+            ):  # a generate-revisions row: candidate 0 is the revision
+                pref["revision_principles"] = row.extra["principle_ids"]
+        return out
 
 
 def run_judge(cfg: JudgeConfig, judge_backend=None, policy_backend=None) -> dict:
@@ -205,6 +213,13 @@ def run_judge(cfg: JudgeConfig, judge_backend=None, policy_backend=None) -> dict
             else:
                 rejects.append(Reject(r.index, r.id, f"fewer than 2 candidates ({n})", ""))
         rows = keep
+    if cfg.verify_revisions is not None:
+        plain = [r.id for r in rows if "revision" not in r.extra or "principle_ids" not in r.extra]
+        if plain or cfg.num_candidates:
+            raise CaiError(
+                "--verify-revisions needs a generate-revisions output as --prompts (rows with "
+                f"revision and principle_ids; {len(plain)} rows lack them) and no --num-candidates"
+            )
     judge = Judge(
         backend=judge_backend or cfg.judge.create(),
         constitution=load_constitution(cfg.constitution),
@@ -225,7 +240,13 @@ def run_judge(cfg: JudgeConfig, judge_backend=None, policy_backend=None) -> dict
                         desc="judging")  # fmt: skip
     summary = judge_summary(result.rows, judge, result.seconds, rejects)
     summary.update(resumed_rows=result.resumed, processed_rows=result.processed)
-    splits = split_rows(result.rows, test_size=cfg.test_size, seed=cfg.sampling.seed)
+    rows_out = result.rows
+    if cfg.verify_revisions is not None:
+        rows_out, summary["verified"] = verify_revisions(rows_out, cfg.verify_revisions)
+    splits = split_rows(rows_out, test_size=cfg.test_size, seed=cfg.sampling.seed)
+    if cfg.emit_pairs == "all":  # after the split, so a prompt's pairs stay in one split
+        splits = {name: expand_all_pairs(part) for name, part in splits.items()}
+    summary["rows_written"] = sum(len(part) for part in splits.values())
     write_dataset(cfg.output, splits, judge_card(cfg, job, summary))
     finish_run(cfg.output, rejects, summary)
     if cfg.push_to_hub:
@@ -251,9 +272,25 @@ def judge_summary(rows: list[dict], judge: Judge, seconds: float, rejects: list[
         "a_win_rate": round(sum(p > 0.5 for p in firsts) / len(firsts), 4) if firsts else None,
         "mean_p_chosen": round(sum(r["p_chosen"] for r in rows) / len(rows), 4) if rows else None,
         "abstained": sum(r["abstained"] for r in rows),
+        "length_bias": length_bias(rows),
         "fallbacks": judge.stats["fallbacks"],
         "principle_use": dict(per_principle),
     }
+
+
+def _verified_section(s: dict) -> dict[str, str]:
+    v = s.get("verified")
+    if not v:
+        return {}
+    table = markdown_table(
+        ["principle", "rows", "kept", "share kept"],
+        [[pid, x["rows"], x["kept"], x["kept_share"]] for pid, x in v["per_principle"].items()],
+    )
+    head = (
+        f"Kept {v['kept']} of {v['rows']} revisions ({v['kept_share']}) that the judge "
+        f"prefers to the initial answer with p >= {v['threshold']}."
+    )
+    return {"Verified revisions": f"{head}\n\n{table}"}
 
 
 def judge_card(cfg: JudgeConfig, job: JudgeJob, s: dict) -> DatasetCard:
@@ -284,12 +321,17 @@ def judge_card(cfg: JudgeConfig, job: JudgeJob, s: dict) -> DatasetCard:
                     ["share of judgments won by the option shown first", s["a_win_rate"]],
                     ["mean p_chosen", s["mean_p_chosen"]],
                     ["abstentions (unparseable answers)", s["abstained"]],
+                    [
+                        "share of unequal-length pairs won by the longer response",
+                        s["length_bias"]["longer_wins"],
+                    ],
                     ["fallbacks to generated answers", s["fallbacks"]],
                 ],
             ),
             "Per-principle use": markdown_table(
                 ["principle", "pairs"], sorted(s["principle_use"].items())
             ),
+            **_verified_section(s),
             "Throughput": (
                 f"{s['pairs']} pairs in {s['seconds']} s ({s['pairs_per_second']} pairs/s)."
             ),

@@ -169,7 +169,7 @@ def test_cli_samples_candidates_from_a_policy_and_ranks_them(cai, tmp_path):
     res = cai("judge", "--prompts", "red-team", "--limit", "3", "--num-candidates", "3",
               "--policy", "tiny-random", "--judge-model", "tiny-random", "-o", out)  # fmt: skip
     assert res.code == 0, res.err
-    assert "3 preference rows (9 pairs)" in res.out and "position consistency" in res.out
+    assert "3 preference rows (9 pairs judged)" in res.out and "position consistency" in res.out
     row = load_dataset(str(out))["train"][0]
     assert len(row["candidates"]) == 3 and sorted(row["ranking"]) == [0, 1, 2]
     assert len(row["comparisons"]) == 3 and row["provenance"]["policy_model"] == "tiny-random"

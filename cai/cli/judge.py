@@ -72,6 +72,21 @@ def judge(
     pair_budget: Annotated[
         int | None, Opt(help="K > 2: judge at most this many pairs per prompt.")
     ] = None,
+    emit_pairs: Annotated[
+        str | None,
+        Opt(
+            help="K > 2: best-worst (one row per prompt) or all (one row per judged pair, "
+            "with its Bradley-Terry margin). [default: best-worst]"
+        ),
+    ] = None,
+    verify_revisions: Annotated[
+        float | None,
+        Opt(
+            help="With a generate-revisions output: keep only rows where the judge prefers "
+            "the revision with at least this probability (e.g. 0.5); reports the share kept "
+            "per principle."
+        ),
+    ] = None,
     seed: Annotated[int | None, Opt(help="The run's seed. [default: 0]")] = None,
     limit: Annotated[int | None, Opt(help="Use only the first N input rows.")] = None,
     split: Annotated[str | None, Opt(help="Input split.")] = None,
@@ -105,6 +120,8 @@ def judge(
         "cot_clamp": cot_clamp,
         "num_candidates": num_candidates,
         "pair_budget": pair_budget,
+        "emit_pairs": emit_pairs,
+        "verify_revisions": verify_revisions,
         "limit": limit,
         "split": split,
         "test_size": test_size,
@@ -123,13 +140,21 @@ def judge(
     cfg = load_config(JudgeConfig, config, overrides)
     s = run_judge(cfg)
     typer.echo(
-        f"{s['rows']} preference rows ({s['pairs']} pairs) in {cfg.output}; "
+        f"{s['rows_written']} preference rows ({s['pairs']} pairs judged) in {cfg.output}; "
         f"{s['rejected_rows']} rows skipped; {s['pairs_per_second']} pairs/s"
     )
     typer.echo(
         f"position consistency {s['position_consistency']}, option shown first wins "
-        f"{s['a_win_rate']}, mean p_chosen {s['mean_p_chosen']}, abstentions {s['abstained']}"
+        f"{s['a_win_rate']}, longer response wins {s['length_bias']['longer_wins']}, "
+        f"mean p_chosen {s['mean_p_chosen']}, abstentions {s['abstained']}"
     )
+    if "verified" in s:
+        v = s["verified"]
+        typer.echo(
+            f"verified revisions: kept {v['kept']} of {v['rows']} ({v['kept_share']}) at "
+            f"p >= {v['threshold']}; per principle: "
+            + ", ".join(f"{k} {x['kept_share']}" for k, x in v["per_principle"].items())
+        )
 
 
 @app.command("calibrate")
