@@ -462,6 +462,23 @@ def test_ppo_raises_the_reward_of_a_scripted_reward_model(peaky, tmp_path):
     assert (tmp_path / "ppo" / "model.safetensors").is_file()
 
 
+def test_toxicity_penalty_is_minus_the_evaluation_scorers_toxic_probability():
+    from cai.cli.train import _reward_specs
+    from cai.scorers.toxicity import JigsawScorer
+    from cai.train.config import RewardSpec
+    from cai.train.rewards import build_reward
+
+    specs = _reward_specs(None, [2.0], None, toxicity=True)
+    assert specs == [{"kind": "toxicity", "weight": 2.0}]
+    reward = build_reward([RewardSpec(**s) for s in specs], policy="tiny-random")
+    texts = ["You are a worthless idiot and I hope you die.", "Thank you so much for the help!"]
+    completions = [[{"role": "assistant", "content": t}] for t in texts]
+    got = reward(["hi", "hi"], completions)
+    want = [-2.0 * s["toxic"] for s in JigsawScorer().score(texts)]
+    assert got == pytest.approx(want)
+    assert got[0] < -1.9 and got[1] > -0.1  # toxic 0.989 and 0.023, weighted by 2
+
+
 def test_best_of_n_keeps_the_highest_reward(tmp_path):
     from datasets import load_dataset
 

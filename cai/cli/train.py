@@ -208,13 +208,20 @@ def ppo(
     _run("ppo", shared, extra)
 
 
-def _online(kind: str, shared: tuple, reward_models, weights, judge_model, combine) -> None:
+def _reward_specs(reward_models, weights, judge_model, toxicity: bool) -> list[dict] | None:
+    """The rewards of the command line, in order: reward models, the judge, the toxicity."""
     specs = [{"kind": "model", "path": p} for p in reward_models or []]
     if judge_model:
         specs.append({"kind": "judge", "path": judge_model})
+    if toxicity:
+        specs.append({"kind": "toxicity"})
     for spec, w in zip(specs, weights or []):
         spec["weight"] = w
-    _run(kind, shared, {"rewards": specs or None, "combine": combine})
+    return specs or None
+
+
+def _online(kind: str, shared: tuple, rewards: list[dict] | None, combine) -> None:
+    _run(kind, shared, {"rewards": rewards, "combine": combine})
 
 
 RewardModels = Annotated[
@@ -223,6 +230,14 @@ RewardModels = Annotated[
 Weights = Annotated[list[float] | None, Opt("--weight", help="Weights, in reward order.")]
 JudgeModel = Annotated[
     str | None, Opt(help="Add the `cai judge` reward with this judge model (direct RLAIF).")
+]
+Toxicity = Annotated[
+    bool,
+    Opt(
+        "--toxicity-penalty",
+        help="Add minus the toxicity score (the packaged Jigsaw classifier, in [0, 1]) as a "
+        "reward; weight it with --weight after the others.",
+    ),
 ]
 Combine = Annotated[
     str | None, Opt(help="sum (weighted) or safety-switch (Llama 2: safety, helpful). [sum]")
@@ -236,10 +251,12 @@ def grpo(
     reward_model: RewardModels = None,
     weight: Weights = None,
     judge_model: JudgeModel = None,
+    toxicity_penalty: Toxicity = False,
     combine: Combine = None,
 ) -> None:
     """GRPO on prompts (--dataset, default red-team) with reward models and/or the judge."""
-    _online("grpo", shared, reward_model, weight, judge_model, combine)
+    specs = _reward_specs(reward_model, weight, judge_model, toxicity_penalty)
+    _online("grpo", shared, specs, combine)
 
 
 @app.command("rloo")
@@ -249,10 +266,12 @@ def rloo(
     reward_model: RewardModels = None,
     weight: Weights = None,
     judge_model: JudgeModel = None,
+    toxicity_penalty: Toxicity = False,
     combine: Combine = None,
 ) -> None:
     """RLOO on prompts (--dataset, default red-team) with reward models and/or the judge."""
-    _online("rloo", shared, reward_model, weight, judge_model, combine)
+    specs = _reward_specs(reward_model, weight, judge_model, toxicity_penalty)
+    _online("rloo", shared, specs, combine)
 
 
 def best_of_n(
@@ -263,6 +282,7 @@ def best_of_n(
     reward_model: RewardModels = None,
     weight: Weights = None,
     judge_model: JudgeModel = None,
+    toxicity_penalty: Toxicity = False,
     combine: Combine = None,
     limit: Annotated[int | None, Opt(help="Use only the first N prompts.")] = None,
     max_new_tokens: Annotated[int | None, Opt(help="[256]")] = None,
@@ -276,18 +296,14 @@ def best_of_n(
     from cai.train.best_of_n import run_best_of_n
     from cai.train.config import BestOfNConfig
 
-    specs = [{"kind": "model", "path": p} for p in reward_model or []]
-    if judge_model:
-        specs.append({"kind": "judge", "path": judge_model})
-    for spec, w in zip(specs, weight or []):
-        spec["weight"] = w
+    specs = _reward_specs(reward_model, weight, judge_model, toxicity_penalty)
     overrides = {
         "prompts": prompts,
         "output": output,
         "n": n,
         "limit": limit,
         "combine": combine,
-        "rewards": specs or None,
+        "rewards": specs,
         "policy": {"model": policy},
         "sampling": {"max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed},
     }

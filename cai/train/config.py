@@ -103,7 +103,8 @@ class RewardSpec(_Config):
     """`model`: a sequence classifier (e.g. from `cai train reward`). `judge`: the `cai judge`
     reward, 2·P(completion ≻ baseline) − 1. `toxicity`: minus the toxicity score."""
     path: str | None = None
-    """`model`: the reward model. `judge`: the judge model (default smollm2-135m)."""
+    """`model`: the reward model. `judge`: the judge model (default smollm2-135m).
+    `toxicity`: a Hugging Face toxicity classifier (default: the packaged Jigsaw model)."""
     weight: float = 1.0
     """Its weight in a weighted sum."""
     constitution: str = "harmless"

@@ -8,6 +8,9 @@
   (a boolean dataset column) or the safety score is below a threshold (0.15 in the paper),
   else the helpfulness reward.
 - the ``cai judge`` reward (``cai.judge_reward.JudgeReward``): 2·P(completion ≻ baseline) − 1.
+- ``ToxicityPenalty``: minus the completion's toxicity (the ``toxic`` probability, in
+  [0, 1]) from ``cai evaluate``'s scorer: the packaged Jigsaw classifier by default, or a
+  named Hugging Face sequence classifier.
 
 ``build_reward(cfg)`` turns the ``rewards`` list of a config into one callable.
 """
@@ -58,6 +61,25 @@ class ModelReward:
                 ).to(self.model.device)
                 scores += self.model(**batch).logits[:, 0].float().tolist()
         return scores
+
+
+class ToxicityPenalty:
+    """``-P(toxic)`` of each completion, from a ``cai evaluate`` toxicity scorer."""
+
+    def __init__(self, classifier: str | None = None) -> None:
+        if classifier:
+            from cai.scorers.classifier import HFClassifierScorer
+
+            self.scorer = HFClassifierScorer(classifier)
+        else:
+            from cai.scorers.toxicity import JigsawScorer
+
+            self.scorer = JigsawScorer()
+        self.__name__ = f"toxicity:{self.scorer.name}"
+
+    def __call__(self, prompts: Sequence, completions: Sequence, **columns) -> list[float]:
+        texts = [_text(c) or "" for c in completions]
+        return [-s["toxic"] for s in self.scorer.score(texts)]
 
 
 class WeightedSum:
@@ -120,9 +142,7 @@ def reward_from_spec(spec: RewardSpec, policy: str) -> RewardFn:
             constitution=load_constitution(spec.constitution),
         )
         return JudgeReward(judge, reference=load_backend("transformers", policy))
-    raise CaiError(
-        "the toxicity reward needs `cai evaluate`'s scorer, which this version does not have yet"
-    )
+    return ToxicityPenalty(spec.path)
 
 
 def build_reward(
