@@ -11,12 +11,9 @@ import pytest
 
 from cai.config import EvalConfig, load_config
 from cai.errors import CaiError
+from cai.stats import roc_auc
 
 LABELLED = Path(__file__).parent / "data" / "toxicity_labelled.jsonl"
-
-
-def roc_auc(pos: list[float], neg: list[float]) -> float:
-    return sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
 
 
 @pytest.fixture(scope="module")
