@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from cai import __version__
-from cai.cli import constitution, evaluate, judge, models, prompts, revisions, train
+from cai.cli import constitution, evaluate, judge, models, pipeline, prompts, revisions, train
 from cai.errors import CaiError
 
 app = typer.Typer(
@@ -37,6 +37,7 @@ app.add_typer(train.app, name="train")
 app.command("best-of-n")(train.best_of_n)
 app.command("export")(train.export)
 app.command("evaluate")(evaluate.evaluate)
+app.add_typer(pipeline.app, name="pipeline")
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,1 @@
+"""``cai pipeline``: the whole CAI/RLAIF method from one recipe file (see ``recipe``)."""

@@ -1,0 +1,102 @@
+"""The recipe of ``cai pipeline``: one YAML file for the whole method.
+
+A recipe names the constitution, the models, the prompt sets, which stages run, and each
+stage's settings. A stage's section holds the fields of that stage's own command config
+(``ReviseConfig`` for ``revisions``, ``SFTRunConfig`` for ``sft``, ``JudgeConfig`` for
+``judge``, and so on); the pipeline fills in the fields that connect the stages (each
+stage's output folder and the models and datasets it reads), and those may not be set
+in a section. Validation errors name the recipe file, the stage and the field.
+
+Example::
+
+    name: my-cai
+    output: out/pipeline/my-cai
+    constitution: harmless
+    models: {policy: smollm2-135m, judge: smollm2-135m}
+    prompts: {red_team: red-team}
+    run: [revisions, sft, judge, reward, dpo, evaluate]
+    revisions: {limit: 64, sampling: {max_new_tokens: 96}}
+    sft: {trl: {max_steps: 16}}
+    dpo: {trl: {max_steps: 16, beta: 0.1}}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError
+
+from cai.config import _Config
+from cai.errors import CaiError
+
+STAGES = ("revisions", "sft", "judge", "calibrate", "reward", "dpo", "ppo", "grpo", "evaluate")
+"""Every stage, in the order they run."""
+StageName = Literal["revisions", "sft", "judge", "calibrate", "reward", "dpo", "ppo", "grpo",
+                    "evaluate"]  # fmt: skip
+
+
+class Models(_Config):
+    policy: str = "smollm2-135m"
+    """The base model that SL-CAI and RL start from (a name, folder or Hub id)."""
+    judge: str = "smollm2-135m"
+    """The AI feedback model for `judge`, the judge reward and evaluation win rates."""
+
+
+class PromptSets(_Config):
+    red_team: str = "red-team"
+    """Prompts for revisions, candidate sampling and online RL."""
+    evaluate: list[str] = ["red-team", "helpful"]
+    """Prompt sets for evaluation (a set named helpful/benign counts for the refusal rate)."""
+
+
+class Recipe(_Config):
+    """A whole CAI run. Stage sections are validated against their command's config."""
+
+    name: str
+    """Names the run, its report and its Hub repos."""
+    output: Path = Path("out/pipeline")
+    """Every stage writes a folder under here; the report goes to `report/`."""
+    seed: int = 0
+    """The run's seed, given to every stage."""
+    constitution: str = "harmless"
+    """The constitution (a shipped name or a YAML path) for revisions and the judge."""
+    models: Models = Field(default_factory=Models)
+    prompts: PromptSets = Field(default_factory=PromptSets)
+    run: list[StageName] = ["revisions", "sft", "judge", "reward", "dpo", "evaluate"]
+    """Which stages run; they always run in the pipeline's order."""
+    revisions: dict[str, Any] = {}
+    sft: dict[str, Any] = {}
+    judge: dict[str, Any] = {}
+    calibrate: dict[str, Any] = {}
+    """`gold` (a gold-label file; the stage is skipped, and says so, if it is absent),
+    `limit`, `mode` (logprob or cot), `verbatim` (default true in logprob mode)."""
+    reward: dict[str, Any] = {}
+    dpo: dict[str, Any] = {}
+    ppo: dict[str, Any] = {}
+    grpo: dict[str, Any] = {}
+    evaluate: dict[str, Any] = {}
+
+    def stages(self) -> list[str]:
+        return [s for s in STAGES if s in self.run]
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Read and validate a recipe; a bad one raises ``CaiError`` naming the field."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise CaiError(f"{path}: cannot read recipe: {e}") from None
+    if not isinstance(data, dict):
+        raise CaiError(f"{path}: a recipe must be a YAML mapping")
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        raise CaiError(f"{path}: field {where!r}: {msg}") from None
+    if not recipe.run:
+        raise CaiError(f"{path}: field 'run': name at least one stage")
+    return recipe

@@ -1,0 +1,274 @@
+"""The stages of ``cai pipeline``: what each reads, how its config is wired, what it runs.
+
+Every stage calls the same function as its command (``run_revisions``, ``train_sft``,
+``run_judge``, ...) with that command's own config, built from the recipe's section for
+the stage plus the fields the pipeline owns: the stage's output folder and the models and
+datasets it takes from earlier stages.
+
+| stage | command | reads |
+|---|---|---|
+| revisions | `cai generate-revisions` | red-team prompts, the policy |
+| sft | `cai train sft` | revisions |
+| judge | `cai judge --num-candidates K --policy SFT` (samples, then judges) | sft |
+| calibrate | `cai judge calibrate` | a gold file (optional) |
+| reward | `cai train reward` | judge, sft |
+| dpo | `cai train dpo` | judge, sft |
+| ppo | `cai train ppo` | reward, dpo (else sft) |
+| grpo | `cai train grpo` (reward model, else the judge, as reward) | reward, dpo (else sft) |
+| evaluate | `cai evaluate` on the base, SFT and final models | sft, final, reward |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from cai.config import EvalConfig, JudgeConfig, ReviseConfig, _Config
+from cai.errors import CaiError
+from cai.pipeline.recipe import Recipe
+from cai.train import config as tc
+
+MODEL_STAGES = ("sft", "dpo", "ppo", "grpo")
+"""Stages whose output is a policy model, in the order they refine it."""
+
+
+class CalibrateStage(_Config):
+    """The pipeline's `calibrate` stage: the judge on gold-labelled pairs."""
+
+    gold: str = "../shared/data/cai-paper/hhh-eval-half.jsonl"
+    """Gold pairs (the CAI paper's HHH format, or prompt/chosen/rejected). If the file is
+    absent the stage is skipped, and the status and report say so."""
+    output: Path = Path("out/calibrate")
+    judge_model: str = "smollm2-135m"
+    constitution: str = "harmless"
+    mode: str = "logprob"
+    verbatim: bool = True
+    """The file's own prompts (logprob only); false re-renders with our template."""
+    limit: int | None = Field(default=None, ge=1)
+    batch_size: int = Field(default=16, ge=1)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Wiring:
+    defaults: dict[str, Any]
+    """Fields the recipe's section may change."""
+    owned: dict[str, Any]
+    """Dotted fields the pipeline sets; a section may not."""
+    deps: tuple[str, ...]
+    """Earlier stages whose outputs this stage reads."""
+
+
+def out(recipe: Recipe, stage: str) -> Path:
+    return recipe.output / stage
+
+
+def policy_before(recipe: Recipe, stage: str) -> tuple[str, tuple[str, ...]]:
+    """The policy a stage starts from: the latest earlier model stage, else the base."""
+    order = [s for s in MODEL_STAGES if s in recipe.run]
+    earlier = [s for s in order if MODEL_STAGES.index(s) < MODEL_STAGES.index(stage)]
+    if stage in ("ppo", "grpo"):
+        earlier = [s for s in earlier if s in ("sft", "dpo")]
+    if not earlier:
+        return recipe.models.policy, ()
+    return str(out(recipe, earlier[-1])), (earlier[-1],)
+
+
+def final_policy(recipe: Recipe) -> tuple[str, tuple[str, ...]]:
+    """The run's final model: the last model stage in the recipe, else the base."""
+    models = [s for s in MODEL_STAGES if s in recipe.run]
+    if not models:
+        return recipe.models.policy, ()
+    return str(out(recipe, models[-1])), (models[-1],)
+
+
+def wiring(recipe: Recipe, stage: str) -> Wiring:
+    r, o = recipe, str(out(recipe, stage))
+    seed = r.seed
+    if stage == "revisions":
+        return Wiring(
+            {"prompts": r.prompts.red_team, "constitution": r.constitution,
+             "backend": {"model": r.models.policy}, "sampling": {"seed": seed}},
+            {"output": o}, ())  # fmt: skip
+    if stage == "sft":
+        owned = {"output": o, "model": r.models.policy, "dataset": str(out(r, "revisions"))}
+        return Wiring({"seed": seed}, owned, ("revisions",))
+    if stage == "judge":
+        policy, deps = policy_before(r, "dpo")  # the SFT model if there is one
+        return Wiring(
+            {"prompts": r.prompts.red_team, "constitution": r.constitution, "num_candidates": 2,
+             "judge": {"model": r.models.judge}, "sampling": {"seed": seed}},
+            {"output": o, "policy.model": policy}, deps)  # fmt: skip
+    if stage == "calibrate":
+        return Wiring({"judge_model": r.models.judge, "constitution": r.constitution,
+                       "seed": seed}, {"output": o}, ())  # fmt: skip
+    if stage in ("reward", "dpo"):
+        policy, deps = policy_before(r, "dpo")
+        owned = {"output": o, "model": policy, "dataset": str(out(r, "judge"))}
+        return Wiring({"seed": seed}, owned, (*deps, "judge"))
+    if stage in ("ppo", "grpo"):
+        policy, deps = policy_before(r, stage)
+        defaults: dict[str, Any] = {"seed": seed, "dataset": r.prompts.red_team}
+        owned: dict[str, Any] = {"output": o, "model": policy}
+        if "reward" in r.run:
+            deps = (*deps, "reward")
+            if stage == "ppo":
+                owned["reward_model"] = str(out(r, "reward"))
+            else:
+                defaults["rewards"] = [{"kind": "model", "path": str(out(r, "reward"))}]
+        elif stage == "grpo":
+            defaults["rewards"] = [{"kind": "judge", "path": r.models.judge,
+                                    "constitution": r.constitution}]  # fmt: skip
+        return Wiring(defaults, owned, deps)
+    if stage == "evaluate":
+        models, deps = [r.models.policy], []
+        if "sft" in r.run:
+            models.append(str(out(r, "sft")))
+            deps.append("sft")
+        final, fdeps = final_policy(r)
+        if final not in models:
+            models.append(final)
+            deps += fdeps
+        defaults = {"prompts": r.prompts.evaluate, "judge_model": r.models.judge,
+                    "constitution": r.constitution, "sampling": {"seed": seed}}  # fmt: skip
+        if "reward" in r.run:
+            defaults["reward_models"] = [str(out(r, "reward"))]
+            deps.append("reward")
+        return Wiring(defaults, {"output": o, "models": models}, tuple(dict.fromkeys(deps)))
+    raise CaiError(f"unknown stage {stage!r}")
+
+
+CONFIGS: dict[str, type[BaseModel]] = {
+    "revisions": ReviseConfig, "sft": tc.SFTRunConfig, "judge": JudgeConfig,
+    "calibrate": CalibrateStage, "reward": tc.RewardRunConfig, "dpo": tc.DPORunConfig,
+    "ppo": tc.PPORunConfig, "grpo": tc.OnlineRunConfig, "evaluate": EvalConfig,
+}  # fmt: skip
+
+
+def _merge(base: dict, over: dict) -> dict:
+    merged = dict(base)
+    for k, v in over.items():
+        nested = isinstance(v, dict) and isinstance(merged.get(k), dict)
+        merged[k] = _merge(merged[k], v) if nested else v
+    return merged
+
+
+def _has(data: dict, dotted: str) -> bool:
+    head, _, rest = dotted.partition(".")
+    if head not in data:
+        return False
+    return not rest or (isinstance(data[head], dict) and _has(data[head], rest))
+
+
+def _set(data: dict, dotted: str, value: Any) -> None:
+    head, _, rest = dotted.partition(".")
+    if rest:
+        data[head] = dict(data.get(head) or {})
+        _set(data[head], rest, value)
+    else:
+        data[head] = value
+
+
+def stage_config(recipe: Recipe, stage: str, source: str = "recipe") -> tuple[BaseModel, Wiring]:
+    """The stage's command config: defaults, the recipe's section, then the owned fields."""
+    w = wiring(recipe, stage)
+    section = getattr(recipe, stage)
+    for field in w.owned:
+        if _has(section, field):
+            raise CaiError(
+                f"{source}: stage {stage!r}: field {field!r} is set by the pipeline "
+                "(it connects the stages); remove it from the recipe"
+            )
+    data = _merge(w.defaults, section)
+    for field, value in w.owned.items():
+        _set(data, field, value)
+    try:
+        return CONFIGS[stage].model_validate(data), w
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        raise CaiError(f"{source}: stage {stage!r}: field {field!r}: {msg}") from None
+
+
+# ---------------------------------------------------------------------- running
+
+
+def _calibrate(cfg: CalibrateStage) -> dict:
+    gold = Path(cfg.gold)
+    if not gold.is_file():
+        return {"skipped": f"no gold file at {gold}"}
+    from cai.backends import load_backend
+    from cai.calibrate_run import run_calibration
+    from cai.constitution import load_constitution
+    from cai.judge import Judge
+
+    judge = Judge(load_backend("transformers", cfg.judge_model, batch_size=cfg.batch_size),
+                  load_constitution(cfg.constitution), mode=cfg.mode, seed=cfg.seed)  # fmt: skip
+    verbatim = cfg.verbatim and cfg.mode == "logprob"
+    return run_calibration(judge, gold, cfg.output, verbatim=verbatim, limit=cfg.limit)
+
+
+def _runner(stage: str) -> Callable[[Any], dict]:
+    if stage == "revisions":
+        from cai.revise_run import run_revisions
+
+        return run_revisions
+    if stage == "judge":
+        from cai.judge_run import run_judge
+
+        return run_judge
+    if stage == "calibrate":
+        return _calibrate
+    if stage == "evaluate":
+        from cai.evaluate import run_evaluation
+
+        return run_evaluation
+    if stage in ("ppo",):
+        from cai.train.ppo import train_ppo
+
+        return train_ppo
+    if stage == "grpo":
+        from cai.train.online import train_online
+
+        return lambda cfg: train_online(cfg, "grpo")
+    module = {"sft": "sft", "reward": "reward", "dpo": "dpo"}[stage]
+    import importlib
+
+    return getattr(importlib.import_module(f"cai.train.{module}"), f"train_{module}")
+
+
+def run_stage(stage: str, cfg: BaseModel) -> dict:
+    return _runner(stage)(cfg)
+
+
+def digest(stage: str, s: dict) -> dict:
+    """The few numbers of a stage's summary that the pipeline's report shows."""
+    if s.get("skipped"):
+        return {"skipped": s["skipped"]}
+    if stage == "revisions":
+        keys = ("rows", "generated_tokens", "tokens_per_second", "no_change_rate", "principles")
+        return {k: s.get(k) for k in keys}
+    if stage == "judge":
+        keys = ("rows_written", "pairs", "position_consistency", "a_win_rate", "mean_p_chosen",
+                "length_bias", "abstained", "verified")  # fmt: skip
+        return {k: s.get(k) for k in keys if k in s}
+    if stage == "calibrate":
+        keys = ("n", "accuracy", "accuracy_ci", "position_consistency", "a_win_rate", "ece")
+        return {k: s.get(k) for k in keys}
+    if stage == "evaluate":
+        return {"models": s["models"], "rows": s["rows"]}
+    d = {k: s.get(k) for k in ("steps", "first_loss", "last_loss")}
+    tokens = [e["num_tokens"] for e in s.get("log_history", []) if "num_tokens" in e]
+    d["trained_tokens"] = tokens[-1] if tokens else None
+    for k in ("eval_accuracy", "eval_rows", "dropped_uncertain"):
+        if k in s:
+            d[k] = s[k]
+    for k in ("reward_margins", "reward"):
+        if s.get(k):
+            d[k] = {"first": s[k][0], "last": s[k][-1], "steps": len(s[k])}
+    return d

@@ -1,0 +1,117 @@
+"""`cai pipeline`: a whole recipe on tiny-random; reruns skip exactly what did not change."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import yaml
+
+from cai.errors import CaiError
+from cai.pipeline.recipe import load_recipe
+from cai.pipeline.run import plan, run_pipeline, status_lines
+from tests.conftest import REPO
+
+TRL = {"max_steps": 2, "per_device_train_batch_size": 2, "learning_rate": 1e-3}
+
+
+def recipe_dict(tmp_path, constitution) -> dict:
+    tiny = {"batch_size": 8}
+    return {
+        "name": "tiny-cai",
+        "output": str(tmp_path / "run"),
+        "constitution": str(constitution),
+        "models": {"policy": "tiny-random", "judge": "tiny-random"},
+        "run": ["revisions", "sft", "judge", "reward", "dpo", "grpo", "evaluate"],
+        "revisions": {"limit": 4, "no_cache": True, "sampling": {"max_new_tokens": 6},
+                      "backend": tiny},
+        "sft": {"trl": TRL},
+        "judge": {"limit": 4, "sampling": {"max_new_tokens": 6}, "judge": tiny},
+        "reward": {"min_confidence": 0.0, "trl": TRL},
+        "dpo": {"trl": {**TRL, "beta": 0.1}},
+        "grpo": {"limit": 4, "trl": {"max_steps": 1, "per_device_train_batch_size": 2,
+                                      "num_generations": 2, "max_completion_length": 6}},
+        "evaluate": {"limit": 2, "batch_size": 8, "bootstrap": 100,
+                     "sampling": {"max_new_tokens": 6}},
+    }  # fmt: skip
+
+
+def write(path, data) -> None:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+@pytest.fixture()
+def setup(tmp_path):
+    constitution = tmp_path / "harmless.yaml"
+    shutil.copyfile(REPO / "constitutions" / "harmless.yaml", constitution)
+    data = recipe_dict(tmp_path, constitution)
+    path = tmp_path / "recipe.yaml"
+    write(path, data)
+    return path, data, constitution
+
+
+def test_recipe_runs_then_skips_then_reruns_only_what_changed(setup, tmp_path):
+    path, data, constitution = setup
+    first = run_pipeline(load_recipe(path), str(path), log=lambda *_: None)
+    assert first["ran"] == data["run"]
+    report = (first["report"] / "README.md").read_text()
+    assert "## Stages" in report and "## Evaluation" in report and "## AI feedback" in report
+    assert (first["report"] / "toxicity.png").is_file()
+    lines = status_lines(load_recipe(path), str(path))
+    assert all(" done " in line for line in lines), lines
+
+    again = run_pipeline(load_recipe(path), str(path), log=lambda *_: None)
+    assert again["ran"] == [] and again["skipped"] == data["run"]
+
+    data["dpo"]["trl"]["beta"] = 0.2  # only DPO and what reads its model
+    write(path, data)
+    statuses = {p.name: p.status for p in plan(load_recipe(path))}
+    assert statuses == {"revisions": "done", "sft": "done", "judge": "done", "reward": "done",
+                        "dpo": "stale", "grpo": "stale", "evaluate": "stale"}  # fmt: skip
+    beta = run_pipeline(load_recipe(path), str(path), log=lambda *_: None)
+    assert beta["ran"] == ["dpo", "grpo", "evaluate"]
+    saved = json.loads((tmp_path / "run" / "dpo" / "cai_train.json").read_text())
+    assert saved["config"]["trl"]["beta"] == 0.2
+
+    text = constitution.read_text()
+    c = yaml.safe_load(text)
+    c["principles"][0]["critique"] += " Be specific."  # edit one principle
+    write(constitution, c)
+    edited = run_pipeline(load_recipe(path), str(path), log=lambda *_: None)
+    assert edited["ran"] == data["run"]  # revisions and every stage after it
+
+
+def test_an_interrupted_stage_is_partial_and_reruns(setup):
+    path, data, _ = setup
+    data["run"] = ["revisions"]
+    write(path, data)
+    recipe = load_recipe(path)
+    (p,) = plan(recipe)
+    p.folder.mkdir(parents=True)
+    (p.folder / "stage.json").write_text(json.dumps({"key": p.key, "complete": False}))
+    assert plan(recipe)[0].status == "partial"
+    assert run_pipeline(recipe, str(path), log=lambda *_: None)["ran"] == ["revisions"]
+
+
+def test_recipe_errors_name_the_stage_and_the_field(setup):
+    path, data, _ = setup
+    data["dpo"]["no_such_field"] = 1
+    write(path, data)
+    with pytest.raises(CaiError, match=r"stage 'dpo': field 'no_such_field': unknown field"):
+        plan(load_recipe(path), str(path))
+    del data["dpo"]["no_such_field"]
+    data["sft"]["dataset"] = "elsewhere"
+    write(path, data)
+    with pytest.raises(CaiError, match=r"stage 'sft': field 'dataset' is set by the pipeline"):
+        plan(load_recipe(path), str(path))
+    data["run"] = ["revisions", "nonsense"]
+    write(path, data)
+    with pytest.raises(CaiError, match=r"recipe.yaml: field 'run.1'"):
+        load_recipe(path)
+
+
+def test_shipped_recipes_validate():
+    for path in sorted((REPO / "recipes").glob("*.yaml")):
+        plans = plan(load_recipe(path), str(path))
+        assert [p.name for p in plans] == load_recipe(path).stages()
