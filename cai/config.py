@@ -159,10 +159,15 @@ def load_config(cls: type[C], path: Path | None = None, overrides: dict | None =
     try:
         return cls.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
-        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-        raise CaiError(f"{source}: field {field!r}: {msg}") from None
+        raise CaiError(f"{source}: {first_error(e)}") from None
+
+
+def first_error(e: ValidationError) -> str:
+    """A validation error as one phrase that names the field: "field 'x.y': message"."""
+    err = e.errors()[0]
+    field = ".".join(str(p) for p in err["loc"])
+    msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+    return f"field {field!r}: {msg}"
 
 
 def _fraction_or_count(v: float | int) -> float | int:

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError
 
-from cai.config import _Config
+from cai.config import _Config, first_error
 from cai.errors import CaiError
 
 STAGES = ("revisions", "sft", "judge", "calibrate", "reward", "dpo", "ppo", "grpo", "evaluate")
@@ -93,10 +93,7 @@ def load_recipe(path: Path) -> Recipe:
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-        raise CaiError(f"{path}: field {where!r}: {msg}") from None
+        raise CaiError(f"{path}: {first_error(e)}") from None
     if not recipe.run:
         raise CaiError(f"{path}: field 'run': name at least one stage")
     return recipe

@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from cai.config import EvalConfig, JudgeConfig, ReviseConfig, _Config
+from cai.config import EvalConfig, JudgeConfig, ReviseConfig, _Config, first_error
 from cai.errors import CaiError
 from cai.pipeline.recipe import Recipe
 from cai.train import config as tc
@@ -189,10 +189,7 @@ def stage_config(recipe: Recipe, stage: str, source: str = "recipe") -> tuple[Ba
     try:
         return CONFIGS[stage].model_validate(data), w
     except ValidationError as e:
-        err = e.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
-        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-        raise CaiError(f"{source}: stage {stage!r}: field {field!r}: {msg}") from None
+        raise CaiError(f"{source}: stage {stage!r}: {first_error(e)}") from None
 
 
 # ---------------------------------------------------------------------- running
