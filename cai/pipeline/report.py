@@ -20,7 +20,11 @@ from cai.pipeline.run import StagePlan, read_stage
 def _f(v) -> str:
     if v is None:
         return "–"
-    return f"{v:.3f}" if isinstance(v, float) else str(v)
+    if isinstance(v, float):
+        if v.is_integer():
+            return str(int(v))
+        return f"{v:.1f}" if abs(v) >= 100 else f"{v:.3f}"
+    return str(v)
 
 
 def write_report(recipe: Recipe, plans: list[StagePlan]) -> Path:
