@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from cai.errors import CaiError
+from cai.pipeline.hub import push_all
 from cai.pipeline.recipe import load_recipe
 from cai.pipeline.run import plan, run_pipeline, status_lines
 from tests.conftest import REPO
@@ -63,6 +64,18 @@ def test_recipe_runs_then_skips_then_reruns_only_what_changed(setup, tmp_path):
 
     again = run_pipeline(load_recipe(path), str(path), log=lambda *_: None)
     assert again["ran"] == [] and again["skipped"] == data["run"]
+
+    plans = push_all(load_recipe(path), "me", dry_run=True)  # no network: what would be sent
+    assert [p["repo_id"] for p in plans] == ["me/tiny-cai-revisions", "me/tiny-cai-preferences",
+                                             "me/tiny-cai-grpo"]  # fmt: skip
+    model_card = (tmp_path / "run" / "grpo" / "README.md").read_text()
+    assert "https://huggingface.co/datasets/me/tiny-cai-preferences" in model_card
+    data_card = (tmp_path / "run" / "revisions" / "README.md").read_text()
+    assert "https://huggingface.co/me/tiny-cai-grpo" in data_card
+    assert any(f["path"] == "model.safetensors" for f in plans[2]["files"])
+    push_all(load_recipe(path), "me", dry_run=True)  # linking twice keeps one section
+    assert model_card.count("## Related repos") == 1
+    assert (tmp_path / "run" / "grpo" / "README.md").read_text().count("## Related repos") == 1
 
     data["dpo"]["trl"]["beta"] = 0.2  # only DPO and what reads its model
     write(path, data)
