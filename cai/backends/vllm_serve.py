@@ -112,9 +112,9 @@ def cpu_args(args: list[str], model_path: str) -> list[str]:
         if "--max-model-len" in args:
             length = args[args.index("--max-model-len") + 1]
         else:
-            from transformers import AutoConfig
+            from cai.backends.vllm import model_len
 
-            length = str(AutoConfig.from_pretrained(model_path).max_position_embeddings)
+            length = str(model_len(model_path))
         extra += ["--max-num-batched-tokens", length]
     return args + extra
 
