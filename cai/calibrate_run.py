@@ -15,6 +15,7 @@ abstentions, length bias and a reliability table.
 
 from __future__ import annotations
 
+import random
 import time
 from pathlib import Path
 
@@ -67,10 +68,22 @@ def _rerendered_items(judge: Judge, gold: list[GoldPair]) -> list[CalibrationIte
 
 
 def run_calibration(
-    judge: Judge, gold_path: Path, out_dir: Path, *, verbatim: bool, limit: int | None = None
+    judge: Judge,
+    gold_path: Path,
+    out_dir: Path,
+    *,
+    verbatim: bool,
+    limit: int | None = None,
+    sample: int | None = None,
+    seed: int = 0,
 ) -> dict:
-    """Judge every gold pair, write report.json and reliability.png, return the report."""
+    """Judge the gold pairs (the first ``limit``, or a seeded random ``sample`` of them),
+    write report.json and reliability.png, and return the report."""
     gold = read_gold(gold_path)[:limit]
+    picked = list(range(len(gold)))
+    if sample is not None and sample < len(gold):
+        picked = sorted(random.Random(seed).sample(picked, sample))
+        gold = [gold[i] for i in picked]
     if verbatim and judge.mode != "logprob":
         raise CaiError("verbatim mode reads option probabilities only; use --rerendered for CoT")
     start = time.perf_counter()
@@ -79,6 +92,7 @@ def run_calibration(
     report = calibration_report(items)
     report.update(
         gold=str(gold_path),
+        subsample={"seed": seed, "rows": picked} if sample is not None else None,
         prompt_mode="verbatim" if verbatim else "rerendered",
         judge_mode=judge.mode,
         judge_model=judge.backend.model_name,

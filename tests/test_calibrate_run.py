@@ -61,6 +61,17 @@ def test_oracle_scores_everything(hhh, tmp_path, verbatim):
     assert report["accuracy_ci"] == [1.0, 1.0]
 
 
+def test_a_seeded_sample_draws_from_the_whole_file(hhh, tmp_path):
+    judge = Judge(Scripted(read_gold(hhh)), load_constitution("harmless"))
+    rows = [
+        run_calibration(judge, hhh, tmp_path, verbatim=True, sample=8, seed=s)["subsample"]["rows"]
+        for s in (0, 0, 1)
+    ]
+    assert rows[0] == rows[1] != rows[2]
+    assert len(set(rows[0])) == 8 and max(rows[0] + rows[2]) >= 8  # not just the first 8
+    assert json.loads((tmp_path / "report.json").read_text())["n"] == 8
+
+
 def test_cli_calibrate_on_tiny_model(cai, hhh, tmp_path):
     res = cai("judge", "calibrate", "--gold", hhh, "--judge-model", "tiny-random", "--limit", "6",
               "-o", tmp_path)  # fmt: skip

@@ -61,6 +61,8 @@ def test_recipe_runs_then_skips_then_reruns_only_what_changed(setup, tmp_path):
     assert (first["report"] / "toxicity.png").is_file()
     lines = status_lines(load_recipe(path), str(path))
     assert all(" done " in line for line in lines), lines
+    evaluated = json.loads((tmp_path / "run" / "evaluate" / "metrics.json").read_text())["models"]
+    assert len(evaluated) == 4  # the base, then SFT, DPO and GRPO: before and after each step
 
     again = run_pipeline(load_recipe(path), str(path), log=lambda *_: None)
     assert again["ran"] == [] and again["skipped"] == data["run"]
@@ -105,6 +107,32 @@ def test_an_interrupted_stage_is_partial_and_reruns(setup):
     (p.folder / "stage.json").write_text(json.dumps({"key": p.key, "complete": False}))
     assert plan(recipe)[0].status == "partial"
     assert run_pipeline(recipe, str(path), log=lambda *_: None)["ran"] == ["revisions"]
+
+
+def test_a_training_stage_killed_after_a_checkpoint_resumes_from_it(setup, monkeypatch):
+    import transformers
+
+    path, data, _ = setup
+    data["run"] = ["revisions", "sft"]
+    data["sft"] = {"trl": {**TRL, "max_steps": 4, "save_strategy": "steps", "save_steps": 2}}
+    write(path, data)
+    recipe = load_recipe(path)
+    save = transformers.Trainer._save_checkpoint
+
+    def save_then_die(self, *args, **kwargs):
+        save(self, *args, **kwargs)
+        raise KeyboardInterrupt  # the process is killed right after its first checkpoint
+
+    monkeypatch.setattr(transformers.Trainer, "_save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(recipe, str(path), log=lambda *_: None)
+    monkeypatch.undo()
+    assert [p.status for p in plan(recipe)] == ["done", "partial"]
+
+    assert run_pipeline(recipe, str(path), log=lambda *_: None)["ran"] == ["sft"]
+    summary = json.loads((plan(recipe)[1].folder / "cai_train.json").read_text())
+    assert summary["resumed_from"].endswith("checkpoint-2")
+    assert [h["step"] for h in summary["log_history"] if "loss" in h] == [1, 2, 3, 4]
 
 
 def test_recipe_errors_name_the_stage_and_the_field(setup):

@@ -177,6 +177,9 @@ def judge_calibrate(
         str, Opt(help="--rerendered: comparison questions per pair (a number or 'all').")
     ] = "1",
     limit: Annotated[int | None, Opt(help="Use only the first N pairs.")] = None,
+    sample: Annotated[
+        int | None, Opt(help="Judge a random N pairs, drawn with --seed (the file may be sorted).")
+    ] = None,
     batch_size: Annotated[int, Opt(help="Rows per forward pass.")] = 16,
     max_new_tokens: Annotated[int, Opt(help="CoT reasoning length.")] = 256,
     seed: Annotated[int, Opt(help="Seed for principle sampling and the bootstrap.")] = 0,
@@ -198,6 +201,8 @@ def judge_calibrate(
         seed=seed,
         params=SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0),
     )
-    report = run_calibration(judge_obj, gold, output, verbatim=verbatim, limit=limit)
+    report = run_calibration(
+        judge_obj, gold, output, verbatim=verbatim, limit=limit, sample=sample, seed=seed
+    )
     typer.echo(summary_table(report))
     typer.echo(f"report: {output / 'report.json'}, plot: {output / 'reliability.png'}")

@@ -71,7 +71,8 @@ class Recipe(_Config):
     judge: dict[str, Any] = {}
     calibrate: dict[str, Any] = {}
     """`gold` (a gold-label file; the stage is skipped, and says so, if it is absent),
-    `limit`, `mode` (logprob or cot), `verbatim` (default true in logprob mode)."""
+    `limit` or a seeded `sample`, `mode` (logprob or cot), `verbatim` (default true in
+    logprob mode)."""
     reward: dict[str, Any] = {}
     dpo: dict[str, Any] = {}
     ppo: dict[str, Any] = {}

@@ -15,7 +15,7 @@ datasets it takes from earlier stages.
 | dpo | `cai train dpo` | judge, sft |
 | ppo | `cai train ppo` | reward, dpo (else sft) |
 | grpo | `cai train grpo` (reward model, else the judge, as reward) | reward, dpo (else sft) |
-| evaluate | `cai evaluate` on the base, SFT and final models | sft, final, reward |
+| evaluate | `cai evaluate` on the base and every trained policy | sft, dpo, ppo, grpo, reward |
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ class CalibrateStage(_Config):
     verbatim: bool = True
     """The file's own prompts (logprob only); false re-renders with our template."""
     limit: int | None = Field(default=None, ge=1)
+    sample: int | None = Field(default=None, ge=1)
+    """A random N of the pairs, drawn with ``seed`` (the gold file may be sorted)."""
     batch_size: int = Field(default=16, ge=1)
     seed: int = 0
 
@@ -76,14 +78,6 @@ def policy_before(recipe: Recipe, stage: str) -> tuple[str, tuple[str, ...]]:
     if not earlier:
         return recipe.models.policy, ()
     return str(out(recipe, earlier[-1])), (earlier[-1],)
-
-
-def final_policy(recipe: Recipe) -> tuple[str, tuple[str, ...]]:
-    """The run's final model: the last model stage in the recipe, else the base."""
-    models = [s for s in MODEL_STAGES if s in recipe.run]
-    if not models:
-        return recipe.models.policy, ()
-    return str(out(recipe, models[-1])), (models[-1],)
 
 
 def wiring(recipe: Recipe, stage: str) -> Wiring:
@@ -125,14 +119,9 @@ def wiring(recipe: Recipe, stage: str) -> Wiring:
                                     "constitution": r.constitution}]  # fmt: skip
         return Wiring(defaults, owned, deps)
     if stage == "evaluate":
-        models, deps = [r.models.policy], []
-        if "sft" in r.run:
-            models.append(str(out(r, "sft")))
-            deps.append("sft")
-        final, fdeps = final_policy(r)
-        if final not in models:
-            models.append(final)
-            deps += fdeps
+        trained = [s for s in MODEL_STAGES if s in r.run]
+        models = [r.models.policy, *(str(out(r, s)) for s in trained)]
+        deps = list(trained)
         defaults = {"prompts": r.prompts.evaluate, "judge_model": r.models.judge,
                     "constitution": r.constitution, "sampling": {"seed": seed}}  # fmt: skip
         if "reward" in r.run:
@@ -207,7 +196,8 @@ def _calibrate(cfg: CalibrateStage) -> dict:
     judge = Judge(load_backend("transformers", cfg.judge_model, batch_size=cfg.batch_size),
                   load_constitution(cfg.constitution), mode=cfg.mode, seed=cfg.seed)  # fmt: skip
     verbatim = cfg.verbatim and cfg.mode == "logprob"
-    return run_calibration(judge, gold, cfg.output, verbatim=verbatim, limit=cfg.limit)
+    return run_calibration(judge, gold, cfg.output, verbatim=verbatim, limit=cfg.limit,
+                           sample=cfg.sample, seed=cfg.seed)  # fmt: skip
 
 
 def _runner(stage: str) -> Callable[[Any], dict]:

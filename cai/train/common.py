@@ -146,10 +146,26 @@ def peft_config(lora: LoraSettings, task_type: str = "CAUSAL_LM"):
     )
 
 
-def resume_arg(cfg: TrainConfig) -> str | bool | None:
-    if cfg.resume_from_checkpoint == "latest":
-        return True
-    return cfg.resume_from_checkpoint
+def resume_arg(cfg: TrainConfig) -> str | None:
+    """The checkpoint to resume from: ``latest`` is the newest in ``output``, if there is one."""
+    if cfg.resume_from_checkpoint != "latest":
+        return cfg.resume_from_checkpoint
+    from transformers.trainer_utils import get_last_checkpoint
+
+    out = Path(cfg.output)
+    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    if last is None:
+        print(f"note: no checkpoint in {out} to resume from; starting fresh")
+    return last
+
+
+def train(trainer, cfg: TrainConfig) -> None:
+    """``trainer.train()``, resumed from ``cfg``'s checkpoint, which the summary records."""
+    resume = resume_arg(cfg)
+    if resume:
+        print(f"resuming from {resume}")
+    trainer.cai_resumed_from = resume
+    trainer.train(resume_from_checkpoint=resume)
 
 
 def data_provenance(ds) -> dict:
@@ -182,6 +198,7 @@ def finish(trainer, cfg: TrainConfig, kind: str, started: float, data: dict, ext
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
         "lora": cfg.lora.enabled,
+        "resumed_from": getattr(trainer, "cai_resumed_from", None),
         "data": data,
         **extra,
         "config": cfg.model_dump(mode="json"),

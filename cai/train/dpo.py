@@ -30,7 +30,7 @@ def train_dpo(cfg: DPORunConfig) -> dict:
         train_dataset=data,
         peft_config=common.peft_config(cfg.lora),
     )
-    trainer.train(resume_from_checkpoint=common.resume_arg(cfg))
+    common.train(trainer, cfg)
     extra = {
         "reward_margins": common.log_series(trainer, "rewards/margins"),
         "reward_accuracies": common.log_series(trainer, "rewards/accuracies"),

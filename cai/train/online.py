@@ -63,7 +63,7 @@ def train_online(cfg: OnlineRunConfig, algorithm: str, reward_fn: RewardFn | Non
         train_dataset=data,
         peft_config=common.peft_config(cfg.lora),
     )
-    trainer.train(resume_from_checkpoint=common.resume_arg(cfg))
+    common.train(trainer, cfg)
     extra = {"reward": common.log_series(trainer, "reward"), "reward_name": reward.__name__}
     info = {"rows": len(data), "provenance": {}}
     return common.finish(trainer, cfg, algorithm, started, info, extra)

@@ -38,7 +38,7 @@ def train_reward(cfg: RewardRunConfig) -> dict:
         eval_dataset=evaluation,
         peft_config=common.peft_config(cfg.lora, task_type="SEQ_CLS"),
     )
-    trainer.train(resume_from_checkpoint=common.resume_arg(cfg))
+    common.train(trainer, cfg)
     extra = {"train_accuracy": common.log_series(trainer, "accuracy")}
     if evaluation is not None:
         metrics = trainer.evaluate()

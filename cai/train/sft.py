@@ -92,5 +92,5 @@ def train_sft(cfg: SFTRunConfig) -> dict:
         train_dataset=data,
         peft_config=common.peft_config(cfg.lora),
     )
-    trainer.train(resume_from_checkpoint=common.resume_arg(cfg))
+    common.train(trainer, cfg)
     return common.finish(trainer, cfg, "sft", started, info, {})
