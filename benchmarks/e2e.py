@@ -6,7 +6,7 @@
 It runs ``recipes/smollm2-cai.yaml``: generate-revisions on 64 red-team prompts, SFT, two
 candidates per prompt sampled from the SFT model and judged (both orders) with a held-out
 quarter, judge calibration on the HHH pairs where present, a reward model, DPO, GRPO with
-the reward model, and evaluation of the base, SFT and final models. It prints each
+the reward model, and evaluation of the base, SFT, DPO and GRPO models. It prints each
 stage's wall time, the reward model's accuracy on the held-out AI preferences, DPO's
 reward margins over steps, GRPO's reward and the evaluation table, and writes them to
 ``benchmarks/results/e2e.json``. Stage outputs stay under the recipe's output folder, so

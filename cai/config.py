@@ -314,7 +314,11 @@ class EvalConfig(_Config):
     output: Path = Path("out/eval")
     """The report folder."""
     batch_size: int = Field(default=16, ge=1)
-    """transformers: rows per generate call."""
+    """transformers: rows per generate call (the evaluated models and the judge)."""
+    engine: BackendConfig = Field(default_factory=BackendConfig)
+    """How the evaluated models generate, e.g. `{backend: vllm}` on a GPU; its `model` is
+    replaced by each of `models` and its `batch_size` by the one above. The judge and the
+    scorers run on transformers."""
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     """How the models answer; `sampling.seed` is the run's seed."""
     toxicity: str = "jigsaw"

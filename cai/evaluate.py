@@ -63,7 +63,6 @@ def load_prompt_sets(cfg: EvalConfig) -> list[tuple[str, PromptRow, bool]]:
 
 def generate_responses(cfg: EvalConfig, model: str, prompts, backend=None) -> list[dict]:
     """Every sample of ``model`` for every prompt, resumable under responses/<model>/."""
-    from cai.backends import load_backend
     from cai.jobs import run_chunks
 
     params = cfg.sampling.params(n=cfg.samples)
@@ -75,7 +74,8 @@ def generate_responses(cfg: EvalConfig, model: str, prompts, backend=None) -> li
 
     def process(chunk: list[PromptRow]) -> list[dict]:
         if state["backend"] is None:
-            state["backend"] = load_backend("transformers", model, batch_size=cfg.batch_size)
+            engine = cfg.engine.model_copy(update={"model": model, "batch_size": cfg.batch_size})
+            state["backend"] = engine.create()
         outs = state["backend"].generate([r.conversation for r in chunk], params)
         return [
             {
@@ -88,6 +88,8 @@ def generate_responses(cfg: EvalConfig, model: str, prompts, backend=None) -> li
         ]
 
     settings = {"model": model, "sampling": params.to_dict(), "samples": cfg.samples}
+    if cfg.engine.backend != "transformers":
+        settings["engine"] = cfg.engine.backend
     fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     result = run_chunks(
         rows,

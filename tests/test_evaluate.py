@@ -198,3 +198,20 @@ def test_profanity_check_is_a_second_signal():
     assert profanity.available()  # installed by `make install` (the profanity extra)
     rude, kind = profanity.score(["You are a worthless idiot.", "Thank you for your help."])
     assert rude > 0.9 > 0.1 > kind
+
+
+def test_evaluate_generates_through_the_configured_engine(tmp_path):
+    """`engine: {backend: openai}`: the answers come from the server, not an in-process model."""
+    pytest.importorskip("httpx")
+    from cai.backends.hf import TransformersBackend
+    from cai.evaluate import run_evaluation
+    from tests.openai_server import serve
+
+    with serve(TransformersBackend("tiny-random", device="cpu")) as server:
+        cfg = load_config(EvalConfig, None, {
+            "models": ["tiny-random"], "prompts": ["red-team"], "limit": 2, "judge_model": None,
+            "output": tmp_path / "o", "sampling": {"max_new_tokens": 4},
+            "engine": {"backend": "openai", "base_url": [server.base_url]}})  # fmt: skip
+        result = run_evaluation(cfg)
+        assert server.requests >= 2  # one chat completion per prompt
+    assert result["rows"] == 2

@@ -38,6 +38,13 @@ def evaluate(
     refusal_judge: Annotated[
         bool | None, Opt(help="Detect refusals with the judge instead of phrases.")
     ] = None,
+    backend: Annotated[
+        str | None,
+        Opt(
+            help="Engine for the evaluated models: transformers, vllm or openai (options "
+            "under `engine:` in --config). [transformers]"
+        ),
+    ] = None,
     max_new_tokens: Annotated[int | None, Opt(help="[256]")] = None,
     temperature: Annotated[float | None, Opt(help="[0.7]")] = None,
     seed: Annotated[int | None, Opt(help="[0]")] = None,
@@ -56,6 +63,7 @@ def evaluate(
         "reward_models": reward_model, "refusal_judge": refusal_judge,
         "judge_model": None if judge_model in (None, "none") else judge_model,
         "sampling": {"max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed},
+        "engine": {"backend": backend},
     }  # fmt: skip
     cfg = load_config(EvalConfig, config, overrides)
     if judge_model == "none":

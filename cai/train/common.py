@@ -182,12 +182,16 @@ def log_series(trainer, key: str) -> list[float]:
 
 
 def finish(trainer, cfg: TrainConfig, kind: str, started: float, data: dict, extra: dict) -> dict:
-    """Save everything a run should leave behind and return its summary."""
+    """Save everything a run should leave behind and return its summary.
+
+    Every rank calls ``save_model`` (DeepSpeed and FSDP gather the weights through it); only
+    the main process writes the tokenizer, summary and card, and pushes."""
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     trainer.save_model(str(out))
+    main = trainer.is_world_process_zero()
     tok = trainer.processing_class
-    if tok is not None and hasattr(tok, "save_pretrained"):
+    if main and tok is not None and hasattr(tok, "save_pretrained"):
         tok.save_pretrained(str(out))
     losses = log_series(trainer, "loss")
     summary = {
@@ -204,6 +208,8 @@ def finish(trainer, cfg: TrainConfig, kind: str, started: float, data: dict, ext
         "config": cfg.model_dump(mode="json"),
         "log_history": trainer.state.log_history,
     }
+    if not main:
+        return summary
     write_json_atomic(out / SUMMARY_FILE, summary)
     write_text_atomic(out / "README.md", model_card(summary))
     if cfg.push_to_hub:
