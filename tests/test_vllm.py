@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +109,21 @@ def test_seeded_long_prompts_over_the_step_budget_do_not_kill_the_engine():
     convs = [[{"role": "user", "content": f"{i}: {long} Summarise."}] for i in range(6)]
     out = small.generate(convs, SamplingParams(max_new_tokens=8, temperature=0.7, seed=1))
     assert [len(o) for o in out] == [1] * 6 and all(o[0].num_tokens > 0 for o in out)
+
+
+def test_cli_evaluate_generates_on_the_vllm_engine(tmp_path):
+    cfg = tmp_path / "eval.yaml"
+    cfg.write_text("engine:\n  enforce_eager: true\n  max_model_len: 8192\nrelevance: false\n")
+    out = tmp_path / "eval"
+    cai = Path(sys.executable).parent / "cai"
+    cmd = [str(cai), "evaluate", "--config", str(cfg), "--backend", "vllm", "--prompts",
+           "red-team", "--limit", "2", "--judge-model", "none", "--max-new-tokens", "16",
+           "-o", str(out)]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(r["response"] for r in rows)
+    assert (
+        json.loads((out / "metrics.json").read_text())["meta"]["config"]["engine"]["backend"]
+        == "vllm"
+    )
