@@ -23,6 +23,8 @@ Each setup runs in a fresh child process (peak RSS is per setup; for ``vllm serv
 the server's process tree, read from /proc VmHWM, plus the client). The naive loop runs on
 ``--naive-prompts`` rows only: being sequential, its rate does not depend on the count.
 The ceilings come from a matrix product and a copy measured in the same run.
+``--update --setups cai-vllm,cai-openai`` reruns some setups and keeps the others in the
+results file.
 """
 
 from __future__ import annotations
@@ -175,12 +177,16 @@ def ceiling_tok_s(c: dict, params: int, batch: int) -> float:
 
 
 def child(args: argparse.Namespace, setup: str) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--model", args.model,
-           "--num-prompts", str(args.num_prompts), "--naive-prompts", str(args.naive_prompts),
-           "--max-new-tokens", str(args.max_new_tokens), "--batch-size", str(args.batch_size),
-           "--seed", str(args.seed), "--one", setup]  # fmt: skip
-    out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    """Run one setup in a fresh process. Its result comes back in a file: vLLM's logger and
+    its engine process write to stdout, up to interpreter exit."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "result.json"
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--model", args.model,
+               "--num-prompts", str(args.num_prompts), "--naive-prompts", str(args.naive_prompts),
+               "--max-new-tokens", str(args.max_new_tokens), "--batch-size", str(args.batch_size),
+               "--seed", str(args.seed), "--one", setup, "--result", str(result)]  # fmt: skip
+        subprocess.run(cmd, check=True)
+        return json.loads(result.read_text())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -193,12 +199,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--setups", default=",".join(SETUPS))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/engines.json"))
+    ap.add_argument("--update", action="store_true",
+                    help="keep the other setups already in --out; rerun only --setups")  # fmt: skip
     ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
         with contextlib.redirect_stdout(sys.stderr):
             res = run_one(args, args.one)
-        print(json.dumps(res))
+        args.result.write_text(json.dumps(res))
         return
 
     from cai.models import resolve_model
@@ -210,17 +219,20 @@ def main(argv: list[str] | None = None) -> None:
         resolve_model(args.model)).parameters())  # fmt: skip
     results: dict = {"machine": machine_info(args.model), "ceilings": c, "parameters": params,
                      "args": vars(args) | {"out": str(args.out)}, "setups": {}}  # fmt: skip
+    if args.update and args.out.is_file():
+        results["setups"] = json.loads(args.out.read_text()).get("setups", {})
     for setup in args.setups.split(","):
         print(f"[{setup}] running...", flush=True)
         r = child(args, setup)
         r["tokens_per_s"] = r["generated_tokens"] / r["seconds"]
         r["ceiling_tok_s"] = ceiling_tok_s(c, params, r["batch"])
+        r["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         results["setups"][setup] = r
         write_json(args.out, results)
         print(f"[{setup}] {r['generated_tokens']} tokens in {r['seconds']:.1f}s "
               f"(+{r['startup_seconds']:.1f}s start-up)", flush=True)  # fmt: skip
 
-    s = results["setups"]
+    s = {k: results["setups"][k] for k in SETUPS if k in results["setups"]}
     swarm = [s[k]["tokens_per_s"] for k in ("swarm-16", "swarm-64") if k in s]
     best_swarm = max(swarm) if swarm else None
     gflops, gbs = c["matmul_flops"] / 1e9, c["copy_bytes_per_s"] / 1e9
