@@ -104,6 +104,12 @@ class VLLMBackend:
             if dtype == "auto":
                 dtype = "float32"  # vLLM's own "auto" is bfloat16, slower and less exact here
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{cpu_kv_cache_gib:g}")
+            if int(tensor_parallel_size) == 1:
+                # vLLM's auto binding keeps one core for its scheduler and gives the model the
+                # rest: half the machine on 2 cores. In process, the scheduler mostly waits on
+                # the model, so the model gets every core this process may use.
+                cores = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+                os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", cores)
             if "enable_chunked_prefill" not in engine_args:
                 # vllm-cpu 0.32 kills its engine ("CPU Generator does not use offset") when
                 # a seeded request's prefill is split over steps; whole prefills avoid it.
