@@ -17,7 +17,9 @@ tokens up to the stop, summed over the three turns of every row.
 - (c) ``cai-transformers``: ``run_revisions`` on the transformers backend;
 - (d1) ``cai-vllm``: ``run_revisions`` on the vllm backend, prefix caching on, and
   ``cai-vllm-nocache`` with it off (the time prefix caching saves);
-- (d2) ``cai-openai``: ``run_revisions`` on the openai backend against ``vllm serve``.
+- (d2) ``cai-openai``: ``run_revisions`` on the openai backend against ``vllm serve``, one
+  chunk of 32 rows; ``cai-openai-c4``: the same with chunks of 8 rows, 4 in flight
+  (``concurrent_chunks``), so one chunk's next turn overlaps another's stragglers.
 
 Each setup runs in a fresh child process (peak RSS is per setup; for ``vllm serve`` it is
 the server's process tree, read from /proc VmHWM, plus the client). The naive loop runs on
@@ -48,15 +50,19 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine_info, write_json  # noqa: E402
 
 SETUPS = ("naive", "swarm-16", "swarm-64", "cai-transformers", "cai-vllm",
-          "cai-vllm-nocache", "cai-openai")  # fmt: skip
+          "cai-vllm-nocache", "cai-openai", "cai-openai-c4")  # fmt: skip
+CHUNKS = {"cai-openai-c4": {"chunk_size": 8, "concurrent_chunks": 4}}
+"""Setups that split the rows into chunks in flight at once; the others run one chunk."""
 SAMPLING = {"temperature": 0.7, "repetition_penalty": 1.2}
 ENGINE = {"enforce_eager": True, "max_model_len": 8192}
 
 
-def config(args: argparse.Namespace, out: Path, n: int, backend: dict) -> ReviseConfig:
+def config(
+    args: argparse.Namespace, out: Path, n: int, backend: dict, chunks: dict | None = None
+) -> ReviseConfig:
     sampling = {"max_new_tokens": args.max_new_tokens, "seed": args.seed, **SAMPLING}
     job = {"prompts": "red-team", "limit": n, "constitution": "harmless", "rounds": 1,
-           "output": out, "no_cache": True, "chunk_size": n}  # fmt: skip
+           "output": out, "no_cache": True, "chunk_size": n, **(chunks or {})}  # fmt: skip
     return load_config(ReviseConfig, overrides={**job, "backend": backend, "sampling": sampling})
 
 
@@ -127,9 +133,8 @@ def run_one(args: argparse.Namespace, setup: str) -> dict:
             backend = load_backend("openai", args.model, base_url=url, max_in_flight=64,
                                    timeout=600)  # fmt: skip
         startup = time.perf_counter() - t0
-        cfg = config(
-            args, Path(tmp) / "out", n, {"model": args.model, "batch_size": args.batch_size}
-        )
+        backend_cfg = {"model": args.model, "batch_size": args.batch_size}
+        cfg = config(args, Path(tmp) / "out", n, backend_cfg, CHUNKS.get(setup))
         try:
             if setup == "naive":
                 res = per_row(cfg, backend, 1)
@@ -260,8 +265,9 @@ def main(argv: list[str] | None = None) -> None:
     if "cai-vllm" in s and "cai-vllm-nocache" in s:
         saved = s["cai-vllm-nocache"]["seconds"] - s["cai-vllm"]["seconds"]
         print(f"prefix caching saved {saved:.1f}s of generation time")
-    if best_swarm and "cai-openai" in s and "cai-vllm" in s:
-        d2, d1 = s["cai-openai"]["tokens_per_s"], s["cai-vllm"]["tokens_per_s"]
+    d2_runs = [s[k]["tokens_per_s"] for k in ("cai-openai", "cai-openai-c4") if k in s]
+    if best_swarm and d2_runs and "cai-vllm" in s:
+        d2, d1 = max(d2_runs), s["cai-vllm"]["tokens_per_s"]
         print(f"targets: (d2) {d2:.1f} >= best (b) {best_swarm:.1f}: "
               f"{'met' if d2 >= best_swarm else 'NOT met'}; (d1) {d1:.1f} beats both: "
               f"{'met' if d1 > best_swarm else 'NOT met'}")  # fmt: skip

@@ -213,6 +213,10 @@ class ReviseConfig(_Config):
     """Sampling settings; `sampling.seed` is the run's seed."""
     chunk_size: int = Field(default=64, ge=1)
     """Rows per chunk: each stage is one batched call per chunk, and finished chunks are saved."""
+    concurrent_chunks: int = Field(default=1, ge=1)
+    """Chunks in flight at once, in threads. For the openai backend: with small chunks
+    (`chunk_size: 8`, `concurrent_chunks: 4`) one chunk's next turn starts while another's
+    slowest answers finish, so the server's batch stays full. In-process backends: keep 1."""
     test_size: TestSize = 0
     """Held-out rows: a fraction in (0, 1) or a count."""
 

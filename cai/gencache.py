@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,16 +26,19 @@ def cache_key(**parts: object) -> str:
 
 
 class GenerationCache:
-    """Generation results by key. ``path=None`` disables caching (every lookup misses)."""
+    """Generation results by key. ``path=None`` disables caching (every lookup misses).
+
+    Safe to share between threads (concurrent chunks): one connection, one lock."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.hits = 0
         self.misses = 0
+        self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=60)
+            self._db = sqlite3.connect(path, timeout=60, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS generations "
@@ -45,16 +49,17 @@ class GenerationCache:
     def get_many(self, keys: Iterable[str]) -> dict[str, Generation]:
         keys = list(keys)
         found: dict[str, Generation] = {}
-        if self._db is not None and keys:
-            for start in range(0, len(keys), 500):
-                chunk = keys[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                sql = f"SELECT key, value FROM generations WHERE key IN ({marks})"
-                for key, value in self._db.execute(sql, chunk):
-                    d = json.loads(value)
-                    found[key] = Generation(d["text"], d["num_tokens"], d["finish_reason"])
-        self.hits += len(found)
-        self.misses += len(keys) - len(found)
+        with self._lock:
+            if self._db is not None and keys:
+                for start in range(0, len(keys), 500):
+                    chunk = keys[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    sql = f"SELECT key, value FROM generations WHERE key IN ({marks})"
+                    for key, value in self._db.execute(sql, chunk):
+                        d = json.loads(value)
+                        found[key] = Generation(d["text"], d["num_tokens"], d["finish_reason"])
+            self.hits += len(found)
+            self.misses += len(keys) - len(found)
         return found
 
     def put_many(self, items: dict[str, Generation]) -> None:
@@ -71,7 +76,7 @@ class GenerationCache:
             )
             for k, g in items.items()
         ]
-        with self._db:
+        with self._lock, self._db:
             self._db.executemany("INSERT OR REPLACE INTO generations VALUES (?, ?, ?)", rows)
 
     def close(self) -> None:

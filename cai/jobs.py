@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,11 +74,15 @@ def run_chunks(
     chunk_size: int = 64,
     desc: str = "rows",
     tokens: Callable[[], int] | None = None,
+    workers: int = 1,
 ) -> JobResult:
     """Process ``rows`` in chunks, appending finished rows to ``out_dir/rows.jsonl``.
 
     ``process`` gets a chunk and returns one output dict (with ``id``) per input row.
-    ``tokens`` reports the generated tokens so far, for the progress bar.
+    ``tokens`` reports the generated tokens so far, for the progress bar. With
+    ``workers`` > 1, that many chunks run at once in threads (for a model server: one
+    chunk's later turns overlap another's stragglers); ``process`` must be thread-safe.
+    Rows are journaled as their chunk ends, in any order; the result keeps input order.
 
     If ``process`` raises ``BackendError`` (a server failed after its retries), the chunk
     is retried one row at a time; rows that still fail go to ``failed.jsonl`` with the
@@ -111,8 +117,9 @@ def run_chunks(
     resumed = len(rows) - len(pending)
     start = time.perf_counter()
     failed: list[dict] = []
+    lock = threading.Lock()
 
-    def attempt(chunk: list[PromptRow]) -> None:
+    def attempt(chunk: list[PromptRow]) -> list[PromptRow]:
         try:
             out = process(chunk)
         except BackendError as e:
@@ -120,24 +127,36 @@ def run_chunks(
                 tqdm.write(f"{e}; retrying these {len(chunk)} rows one at a time")
                 for row in chunk:
                     attempt([row])
-                return
-            failed.append({"id": chunk[0].id, "error": str(e)})
-            return
-        journal.append(out)
-        done_by_id.update((r["id"], r) for r in out)
+                return chunk
+            with lock:
+                failed.append({"id": chunk[0].id, "error": str(e)})
+            return chunk
+        with lock:
+            journal.append(out)
+            done_by_id.update((r["id"], r) for r in out)
+        return chunk
 
+    chunks = [pending[i : i + chunk_size] for i in range(0, len(pending), chunk_size)]
     bar = tqdm(total=len(rows), initial=resumed, desc=desc, unit="row", dynamic_ncols=True)
+    pool = ThreadPoolExecutor(workers) if workers > 1 and len(chunks) > 1 else None
+    finished = 0
     try:
-        for i in range(0, len(pending), chunk_size):
-            chunk = pending[i : i + chunk_size]
-            attempt(chunk)
+        ends = (
+            map(attempt, chunks)
+            if pool is None
+            else (f.result() for f in as_completed([pool.submit(attempt, c) for c in chunks]))
+        )
+        for chunk in ends:
+            finished += len(chunk)
             bar.update(len(chunk))
             elapsed = time.perf_counter() - start
-            postfix = {"rows/s": f"{(i + len(chunk)) / elapsed:.2f}"}
+            postfix = {"rows/s": f"{finished / elapsed:.2f}"}
             if tokens is not None:
                 postfix["tok/s"] = f"{tokens() / elapsed:.1f}"
             bar.set_postfix(postfix)
     finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
         bar.close()
     failed_file = out_dir / "failed.jsonl"
     if failed:

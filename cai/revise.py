@@ -28,6 +28,7 @@ Output row columns (one per prompt)::
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -74,6 +75,7 @@ class Reviser:
     stats: dict[str, StageStats] = field(default_factory=lambda: defaultdict(StageStats))
 
     def __post_init__(self) -> None:
+        self._stats_lock = threading.Lock()
         self.system = (
             [{"role": "system", "content": self.constitution.system_prompt}]
             if self.constitution.system_prompt
@@ -162,11 +164,12 @@ class Reviser:
             fresh = {keys[i]: out[0] for i, out in zip(missing, outs)}
             self.cache.put_many(fresh)
             found.update(fresh)
-        st = self.stats[stage]
-        st.requested += len(keys)
-        st.cached += len(keys) - len(missing)
-        st.generated_tokens += sum(found[keys[i]].num_tokens for i in missing)
-        st.seconds += time.perf_counter() - start
+        with self._stats_lock:  # chunks may run in threads (concurrent_chunks)
+            st = self.stats[stage]
+            st.requested += len(keys)
+            st.cached += len(keys) - len(missing)
+            st.generated_tokens += sum(found[keys[i]].num_tokens for i in missing)
+            st.seconds += time.perf_counter() - start
         return [found[k] for k in keys]
 
     def revise(self, rows: list[PromptRow], provenance: dict | None = None) -> list[dict]:

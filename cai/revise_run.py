@@ -87,6 +87,7 @@ def run_revisions(cfg: ReviseConfig, backend=None) -> dict:
         fingerprint=reviser.fingerprint(),
         settings=cfg.model_dump(mode="json"),
         chunk_size=cfg.chunk_size,
+        workers=cfg.concurrent_chunks,
         desc="revisions",
         tokens=lambda: sum(s.generated_tokens for s in reviser.stats.values()),
     )

@@ -17,8 +17,8 @@ thread. Endpoints:
 Fault injection: ``script`` is a list of actions consumed one per request (then "ok"):
 ``"ok"``, an HTTP status such as ``"429"`` or ``"500"`` (``"429:2"`` adds
 ``Retry-After: 2``), ``"hang:SECONDS"`` (answer nothing, then close) and ``"drop"``
-(close without answering). ``requests`` counts requests, ``auth_headers`` records each
-request's Authorization header.
+(close without answering). ``requests`` counts requests, ``peak_in_flight`` the most
+answered at once, ``auth_headers`` records each request's Authorization header.
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ class FakeOpenAIServer:
         self.backend = backend
         self.script = list(script or [])
         self.requests = 0
+        self.in_flight = 0
+        self.peak_in_flight = 0
         self.paths: list[str] = []
         self.auth_headers: list[str | None] = []
         self._lock = threading.Lock()
@@ -256,10 +258,16 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {"Retry-After": retry_after} if retry_after else None
             self._send(int(code), {"error": {"message": f"injected HTTP {code}"}}, headers)
             return
+        with app._lock:
+            app.in_flight += 1
+            app.peak_in_flight = max(app.peak_in_flight, app.in_flight)
         try:
             status, payload = app.handle(self.path, json.loads(raw or b"{}"))
         except Exception as e:  # a test server: report, do not die
             status, payload = _error(500, f"{type(e).__name__}: {e}")
+        finally:
+            with app._lock:
+                app.in_flight -= 1
         self._send(status, payload)
 
 

@@ -287,3 +287,28 @@ def test_vllm_serve_wrapper_asks_vllm_cpu_for_whole_prefills():
                                     "--max-num-batched-tokens", "4096"]  # fmt: skip
     mine = [*base, "--enable-chunked-prefill"]
     assert cpu_args(mine, "/m") == mine  # the user's choice wins
+
+
+def test_concurrent_chunks_write_every_row_once_with_the_same_answers(hf, tmp_path):
+    """generate-revisions on a server with chunks in flight at once: every row once, each
+    identical to the sequential run's (row seeds, not batch order, decide the samples)."""
+    from cai.config import ReviseConfig, load_config
+    from cai.journal import RowJournal
+    from cai.revise_run import run_revisions
+
+    def run(out, **job):
+        with serve(hf) as s:
+            cfg = load_config(ReviseConfig, overrides={
+                "prompts": "red-team", "limit": 7, "output": out, "no_cache": True,
+                "backend": {"backend": "openai", "model": MODEL, "base_url": [s.base_url]},
+                "sampling": {"max_new_tokens": 6, "seed": 3}, **job})  # fmt: skip
+            run_revisions(cfg)
+            peak = s.peak_in_flight
+        rows, _ = RowJournal(out / "rows.jsonl").read()
+        return {r["id"]: r["revision"] for r in rows}, [r["id"] for r in rows], peak
+
+    sequential, _, one = run(tmp_path / "seq", chunk_size=1)
+    together, ids, several = run(tmp_path / "par", chunk_size=1, concurrent_chunks=3)
+    assert one == 1 and several > 1  # one-row chunks: any overlap is between chunks
+    assert len(ids) == len(set(ids)) == 7
+    assert together == sequential

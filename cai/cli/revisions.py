@@ -77,6 +77,13 @@ def generate_revisions(
     chunk_size: Annotated[
         int | None, Opt(help="Rows per chunk; each finished chunk is saved. [default: 64]")
     ] = None,
+    concurrent_chunks: Annotated[
+        int | None,
+        Opt(
+            help="Chunks in flight at once (openai backend: e.g. --chunk-size 8 "
+            "--concurrent-chunks 4 keeps the server busy between turns). [default: 1]"
+        ),
+    ] = None,
     num_shards: Annotated[
         int | None, Opt(help="Split the input into K deterministic shards.")
     ] = None,
@@ -134,6 +141,7 @@ def generate_revisions(
         "test_size": test_size,
         "split_scheme": split_scheme,
         "chunk_size": chunk_size,
+        "concurrent_chunks": concurrent_chunks,
         "num_shards": num_shards,
         "shard_index": shard_index,
         "cache": cache,
