@@ -98,7 +98,7 @@ def run_calibration(
         judge_model=judge.backend.model_name,
         answer_prefix=ANSWER_PREFIX,
         constitution=judge.constitution.name,
-        cot_clamp=list(judge.cot_clamp) if judge.cot_clamp else None,
+        cot_clamp=list(judge.cot_clamp) if judge.cot_clamp and judge.mode == "cot" else None,
         seconds=round(seconds, 2),
         pairs_per_second=round(len(items) / seconds, 3) if seconds else None,
     )
