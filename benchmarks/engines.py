@@ -21,8 +21,10 @@ tokens up to the stop, summed over the three turns of every row.
   chunk of 32 rows; ``cai-openai-c4``: the same with chunks of 8 rows, 4 in flight
   (``concurrent_chunks``), so one chunk's next turn overlaps another's stragglers.
 
-Each setup runs in a fresh child process (peak RSS is per setup; for ``vllm serve`` it is
-the server's process tree, read from /proc VmHWM, plus the client). The naive loop runs on
+Each setup runs in a fresh child process; its peak RSS is the sum of VmHWM over that
+process and its live descendants (vLLM's engine core, the ``vllm serve`` tree). The
+recorded ``engines.json`` predates that: its in-process vLLM peaks leave out the engine
+core process. The naive loop runs on
 ``--naive-prompts`` rows only: being sequential, its rate does not depend on the count.
 The ceilings come from a matrix product and a copy measured in the same run.
 ``--update --setups cai-vllm,cai-openai`` reruns some setups and keeps the others in the
@@ -34,7 +36,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import resource
+import os
 import subprocess
 import sys
 import tempfile
@@ -142,10 +144,8 @@ def run_one(args: argparse.Namespace, setup: str) -> dict:
                 res = per_row(cfg, backend, int(setup.split("-")[1]))
             else:
                 res = batched(cfg, backend)
-            res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            res["peak_rss_mb"] += resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-            if server is not None:
-                res["peak_rss_mb"] += tree_peak_mb(server.proc.pid)
+            # this process and every live descendant: vLLM's engine core, a `vllm serve` tree
+            res["peak_rss_mb"] = tree_peak_mb(os.getpid())
         finally:
             if server is not None:
                 server.stop()
