@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+from tqdm.auto import tqdm
 
 from cai.calibration import (
     CalibrationItem,
@@ -32,6 +35,19 @@ from cai.files import write_json_atomic
 from cai.judge import ANSWER_PREFIX, Judge, PairItem
 
 _SUFFIX = "The answer is:"
+CHUNK = 16
+"""Gold pairs per judge call: the progress bar moves after each."""
+
+
+def _in_chunks(items: list, fn: Callable[[list], list], per_pair: int = 1) -> list:
+    """``fn`` over ``CHUNK`` pairs at a time (``per_pair`` items each), with a progress bar."""
+    out: list = []
+    step = CHUNK * per_pair
+    with tqdm(total=len(items) // per_pair, desc="calibrating", unit="pair") as bar:
+        for i in range(0, len(items), step):
+            out += fn(items[i : i + step])
+            bar.update(len(items[i : i + step]) // per_pair)
+    return out
 
 
 def _verbatim_items(judge: Judge, gold: list[GoldPair]) -> list[CalibrationItem]:
@@ -48,7 +64,7 @@ def _verbatim_items(judge: Judge, gold: list[GoldPair]) -> list[CalibrationItem]
             body = body[: -len(_SUFFIX)] if body.endswith(_SUFFIX) else body
             convs.append([{"role": "user", "content": body.strip()}])
             firsts.append(correct_first)
-    p_first, _, _ = judge._p_first(convs)
+    p_first = _in_chunks(convs, lambda c: judge._p_first(c)[0], per_pair=2)
     items = []
     for n, g in enumerate(usable):
         ps, cf = p_first[2 * n : 2 * n + 2], firsts[2 * n : 2 * n + 2]
@@ -60,7 +76,7 @@ def _verbatim_items(judge: Judge, gold: list[GoldPair]) -> list[CalibrationItem]
 def _rerendered_items(judge: Judge, gold: list[GoldPair]) -> list[CalibrationItem]:
     pairs = [PairItem(g.id, g.conversation, g.correct, g.incorrect) for g in gold]
     items = []
-    for g, r in zip(gold, judge.judge(pairs)):
+    for g, r in zip(gold, _in_chunks(pairs, judge.judge)):
         p_by_order = [o["p_a"] for o in r.orders]
         firsts = [o["order"] == "ab" for o in r.orders]
         items.append(CalibrationItem(p_by_order, firsts, len(g.correct), len(g.incorrect)))
