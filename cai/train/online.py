@@ -39,8 +39,6 @@ TRAINERS = {
 
 def train_online(cfg: OnlineRunConfig, algorithm: str, reward_fn: RewardFn | None = None) -> dict:
     """Train with GRPO or RLOO; return the summary (``reward`` over steps included)."""
-    import trl
-
     config_name, trainer_name = TRAINERS[algorithm]
     started = time.time()
     data = prompt_dataset(cfg)
@@ -49,13 +47,13 @@ def train_online(cfg: OnlineRunConfig, algorithm: str, reward_fn: RewardFn | Non
     )
     model, tok = common.load_causal_lm(cfg.model, cfg.trust_remote_code)
     args = common.trl_args(
-        getattr(trl, config_name),
+        common.trl_attr(config_name),
         cfg,
         num_generations=4,
         max_completion_length=64,
         learning_rate=1e-5,
     )
-    trainer = getattr(trl, trainer_name)(
+    trainer = common.trl_attr(trainer_name)(
         model=model,
         reward_funcs=[reward],
         args=args,
