@@ -24,11 +24,10 @@ tokens up to the stop, summed over the three turns of every row.
 Each setup runs in a fresh child process; its peak RSS is the sum of VmHWM over that
 process and its live descendants (vLLM's engine core, the ``vllm serve`` tree). The
 recorded ``engines.json`` predates that: its in-process vLLM peaks leave out the engine
-core process. The naive loop runs on
-``--naive-prompts`` rows only: being sequential, its rate does not depend on the count.
-The ceilings come from a matrix product and a copy measured in the same run.
-``--update --setups cai-vllm,cai-openai`` reruns some setups and keeps the others in the
-results file.
+core process. The naive loop runs on ``--naive-prompts`` rows only: being sequential, its
+rate does not depend on the count. The ceilings come from a matrix product and a copy
+measured in the same run. ``--update --setups cai-vllm,cai-openai`` reruns some setups and
+keeps the others in the results file.
 """
 
 from __future__ import annotations
