@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from cai.backends.base import Backend, Conversation, SamplingParams
 from cai.constitution import Constitution, comparison_question, row_rng
-from cai.prompts import render
+from cai.prompts import render, template_data
 
 ANSWER_PREFIX = "The answer is:"
 COT_ANSWER = "So the answer is"
@@ -130,8 +130,14 @@ class Judge:
             question=question,
             options=[x, y],
             labels=["A", "B"],
-            constitution=self.constitution,
+            constitution=self._template_constitution(),
         )
+
+    def _template_constitution(self) -> dict:
+        """The constitution as plain template data, made once per judge."""
+        if getattr(self, "_constitution_data", None) is None:
+            self._constitution_data = template_data(self.constitution)
+        return self._constitution_data
 
     def judge(self, items: list[PairItem]) -> list[PairResult]:
         """Judge every pair: one batched backend call per step for all pairs and orders."""

@@ -40,7 +40,7 @@ from cai.cleanup import DEFAULT_STOPS, clean_generation, cut_stops, says_no_chan
 from cai.constitution import Constitution, Principle, row_rng, sample_principle
 from cai.data import PromptRow, Reject
 from cai.gencache import GenerationCache, cache_key
-from cai.prompts import render, template_hash
+from cai.prompts import render, template_data, template_hash
 
 SCHEMA_VERSION = 1
 
@@ -76,6 +76,7 @@ class Reviser:
 
     def __post_init__(self) -> None:
         self._stats_lock = threading.Lock()
+        self._template_constitution = template_data(self.constitution)  # plain data, made once
         self.system = (
             [{"role": "system", "content": self.constitution.system_prompt}]
             if self.constitution.system_prompt
@@ -89,7 +90,10 @@ class Reviser:
 
     def _request(self, template: str, principle: Principle) -> str:
         return render(
-            template, self.prompts_dir, principle=principle, constitution=self.constitution
+            template,
+            self.prompts_dir,
+            principle=template_data(principle),
+            constitution=self._template_constitution,
         )
 
     def few_shot_block(self) -> Conversation:
