@@ -142,7 +142,8 @@ class FolderLoader(BaseLoader):
         try:
             source = raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise CaiError(f"{path}: not UTF-8 ({e.reason} at byte {e.start}); save it as UTF-8")
+            msg = f"{path}: not UTF-8 ({e.reason} at byte {e.start}); save it as UTF-8"
+            raise CaiError(msg) from None
         mtime = real.stat().st_mtime
         return source, str(path), lambda: _mtime(real) == mtime
 
@@ -288,7 +289,8 @@ def render(name: str, prompts_dir: str | Path | None = None, **variables: Any) -
         known = ", ".join(template_names(prompts_dir))
         raise CaiError(f"no prompt template {name!r}; known templates: {known}") from None
     except TemplateSyntaxError as e:
-        raise CaiError(f"{e.filename or name}:{e.lineno}: template syntax error: {e.message}")
+        msg = f"{e.filename or name}:{e.lineno}: template syntax error: {e.message}"
+        raise CaiError(msg) from None
     except TemplateError as e:
         raise CaiError(f"{name}{SUFFIX}: {type(e).__name__}: {e}") from None
     try:
@@ -306,7 +308,8 @@ def render(name: str, prompts_dir: str | Path | None = None, **variables: Any) -
             "read only from the template folders, by a name without '..')"
         ) from None
     except TemplateSyntaxError as e:  # inside an include
-        raise CaiError(f"{e.filename or where}:{e.lineno}: template syntax error: {e.message}")
+        msg = f"{e.filename or where}:{e.lineno}: template syntax error: {e.message}"
+        raise CaiError(msg) from None
     except (TemplateError, SecurityError) as e:
         raise CaiError(f"{where}: {type(e).__name__}: {e}") from None
     except RecursionError:
