@@ -74,8 +74,8 @@ class Principle(_Strict):
     """The judge's question for this principle; else one of the constitution's comparisons."""
     tags: tuple[NonEmpty, ...] = ()
     """Free-form labels, for filtering and per-tag statistics."""
-    weight: float = Field(default=1.0, gt=0)
-    """Relative probability of sampling this principle."""
+    weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    """Relative probability of sampling this principle: a finite number above 0."""
 
 
 class Example(_Strict):
@@ -166,10 +166,30 @@ class _LocatedError(ValueError):
 # --------------------------------------------------------------------------- loading
 
 
+MAX_BYTES = 8 * 1024 * 1024
+"""The largest constitution file read (10,000 principles take about 3 MB)."""
+MAX_ALIAS_EXPANSION = 2_000_000
+"""How much YAML aliases may add to a document, in characters plus 8 per node."""
+
+
 def load_constitution(name_or_path: str | Path) -> Constitution:
     """Load a shipped constitution by name (``harmless``) or a YAML file by path."""
     path = resolve_constitution_path(name_or_path)
-    return parse_constitution(path.read_text(encoding="utf-8"), str(path))
+    try:
+        if path.stat().st_size > MAX_BYTES:
+            raise CaiError(_too_big(str(path), path.stat().st_size))
+        raw = path.read_bytes()
+    except OSError as e:
+        raise CaiError(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise CaiError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+            "save the file as UTF-8"
+        ) from None
+    return parse_constitution(text, str(path))
 
 
 def resolve_constitution_path(name_or_path: str | Path) -> Path:
@@ -191,15 +211,28 @@ def shipped_constitutions() -> list[str]:
 
 
 def parse_constitution(text: str, source: str = "<string>") -> Constitution:
-    """Parse and validate YAML text; raise ``CaiError`` with a one-line, located message."""
+    """Parse and validate YAML text; raise ``CaiError`` with a one-line, located message.
+
+    Documents over ``MAX_BYTES``, and aliases that would add more than
+    ``MAX_ALIAS_EXPANSION`` (an alias bomb, anywhere in the file), are refused before any
+    Python object is built.
+    """
+    if len(text) > MAX_BYTES:
+        raise CaiError(_too_big(source, len(text)))
+    loader = yaml.SafeLoader(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        _check_aliases(node, source)
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise CaiError(f"{where}: invalid YAML: {problem}") from None
+    except RecursionError:
+        raise CaiError(f"{source}: invalid YAML: nested too deeply") from None
+    finally:
+        loader.dispose()
     if not isinstance(data, dict):
         raise CaiError(
             f"{source}: a constitution must be a YAML mapping with `name` and `principles`"
@@ -229,6 +262,64 @@ def parse_constitution(text: str, source: str = "<string>") -> Constitution:
         msg = msg.removeprefix("Value error, ")
         extra = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise CaiError(_locate(source, node, data, loc, msg) + extra) from None
+
+
+def _too_big(source: str, size: int) -> str:
+    return (
+        f"{source}: {size / 2**20:.1f} MiB is too big for a constitution (at most "
+        f"{MAX_BYTES // 2**20} MiB); split it or drop examples"
+    )
+
+
+def _check_aliases(root: Any, source: str) -> None:
+    """Refuse a document whose aliases expand it by more than ``MAX_ALIAS_EXPANSION``.
+
+    Each node weighs its text plus 8; a node reached again through an alias adds its
+    whole expanded weight, so ``[*a, *a, *a]`` over ``&a [*b, *b, *b]`` counts 9 times ``b``.
+    """
+    sizes: dict[int, int] = {}  # id(node) -> expanded weight; -1 while being measured
+
+    def size(node: Any) -> int:
+        known = sizes.get(id(node))
+        if known == -1:
+            raise CaiError(
+                f"{source}:{node.start_mark.line + 1}: a YAML alias refers to itself; "
+                "remove the recursive anchor"
+            )
+        if known is not None:
+            return known
+        sizes[id(node)] = -1
+        if isinstance(node, yaml.ScalarNode):
+            total = 8 + len(node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total = 8 + sum(size(child) for child in node.value)
+        else:
+            total = 8 + sum(size(k) + size(v) for k, v in node.value)
+        sizes[id(node)] = total
+        return total
+
+    if root is None:
+        return
+    size(root)
+    # Walk the tree once more: every node met a second time came through an alias.
+    seen: set[int] = set()
+    added, stack = 0, [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            added += sizes[id(node)]
+            if added > MAX_ALIAS_EXPANSION:
+                raise CaiError(
+                    f"{source}:{node.start_mark.line + 1}: YAML aliases (to the anchor on this "
+                    f"line and others) expand the document by over {MAX_ALIAS_EXPANSION:,} "
+                    "characters, an alias bomb; write repeated parts out instead"
+                )
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(x for pair in node.value for x in pair)
 
 
 def _locate(source: str, node: Any, data: dict, loc: tuple, msg: str) -> str:

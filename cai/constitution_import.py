@@ -83,18 +83,53 @@ def import_files(paths: list[Path], fmt: Format, name: str) -> Constitution:
         raise CaiError(f"{origin}: {e.errors()[0]['msg']}") from None
 
 
+MAX_BYTES = 64 * 1024 * 1024
+"""The largest JSON file imported (the paper's files are under 1 MB)."""
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for ``json.loads``: refuse an object that repeats a key."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 def _read_json(path: Path) -> Any:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        if Path(path).stat().st_size > MAX_BYTES:
+            raise CaiError(f"{path}: bigger than {MAX_BYTES // 2**20} MiB; not a constitution")
+        raw = Path(path).read_bytes()
     except OSError as e:
-        raise CaiError(f"{path}: cannot read: {e.strerror}") from None
+        raise CaiError(f"{path}: cannot read: {e.strerror or e}") from None
     try:
-        return json.loads(text)
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise CaiError(
+            f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+            "save the file as UTF-8"
+        ) from None
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError:
         pass
+    except _DuplicateKey as e:
+        raise CaiError(
+            f"{path}: the key {e.key!r} appears twice in one object; keep one of them"
+        ) from None
+    except RecursionError:
+        raise CaiError(f"{path}: JSON nested too deeply; not a constitution") from None
     try:
         lines = [json.loads(ln) for ln in text.splitlines() if ln.strip()]
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         raise CaiError(f"{path}: not valid JSON") from None
     raise CaiError(
         f"{path}: a JSON Lines data set ({len(lines)} records), not part of a constitution"

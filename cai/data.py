@@ -113,7 +113,7 @@ def read_prompts(
         )
     rows: list[PromptRow] = []
     rejects: list[Reject] = []
-    seen: set[str] = set()
+    seen: dict[str, tuple[int, bool]] = {}  # id -> (its row's position, generated?)
     repeats: Counter[str] = Counter()
     for index, raw in items:
         if isinstance(raw, Reject):  # a malformed line
@@ -121,25 +121,25 @@ def read_prompts(
             continue
         source_id = _source_id(raw)
         try:
+            _check_unicode(raw)
             if not isinstance(raw, dict):
                 raise _Bad(f"wrong type: row is {type(raw).__name__}, expected an object")
             column = prompt_column or _detect_column(raw)
             if column not in raw:
                 raise _Bad(f"no prompt column {column!r}")
             conversation = _to_conversation(raw[column], column)
-            if source_id is not None and source_id in seen:
-                raise _Bad(f"duplicate id {source_id!r}")
+            row_id = source_id or _generated_id(conversation, repeats)
+            if row_id in seen:
+                raise _Bad(_duplicate(row_id, *seen[row_id], generated=source_id is None))
+            extra = {k: _json_safe(v) for k, v in raw.items() if k not in (column, "id")}
         except _Bad as e:
-            rejects.append(Reject(index, source_id, str(e), _clip(raw)))
+            rejects.append(Reject(index, _printable(source_id), str(e), _clip(raw)))
             continue
-        if source_id is None:
-            base = content_id(conversation)
-            repeats[base] += 1
-            row_id = base if repeats[base] == 1 else f"{base}-{repeats[base]}"
-        else:
-            row_id = source_id
-        seen.add(row_id)
-        extra = {k: _json_safe(v) for k, v in raw.items() if k not in (column, "id")}
+        except RecursionError:
+            why = "nested too deeply; flatten the row"
+            rejects.append(Reject(index, _printable(source_id), why, type(raw).__name__))
+            continue
+        seen[row_id] = (index, source_id is None)
         rows.append(PromptRow(row_id, conversation, index, extra))
     if not rows:
         raise CaiError(_nothing_usable(where, len(items), rejects, columns))
@@ -242,8 +242,9 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
                     continue
                 try:
                     yield i, json.loads(line.decode("utf-8-sig" if i == 0 else "utf-8"))
-                except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
                     why = f"{e.msg} at column {e.colno}" if hasattr(e, "colno") else "not UTF-8"
+                    why = "nested too deeply" if isinstance(e, RecursionError) else why
                     text = _clip(line.decode("utf-8", "replace").rstrip("\r\n"))
                     yield i, Reject(i, None, f"malformed JSON on line {i + 1}: {why}", text)
     except OSError as e:
@@ -260,6 +261,8 @@ def _read_json(path: Path) -> Iterator[tuple[int, Any]]:
         raise CaiError(f"{path} is not valid JSON ({e}); fix it or give a .jsonl file") from e
     except (OSError, UnicodeDecodeError) as e:
         raise CaiError(f"cannot read {path} as UTF-8 JSON: {e}") from e
+    except RecursionError:
+        raise CaiError(f"{path} is nested too deeply to read; flatten its rows") from None
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
     if not isinstance(data, list):
@@ -383,6 +386,56 @@ def _message(i: int, message: Any) -> dict:
     return {"role": role, "content": content}
 
 
+def _generated_id(conversation: list[dict], repeats: Counter[str]) -> str:
+    """The content id, with ``-2``, ``-3`` on repeats of the same conversation."""
+    base = content_id(conversation)
+    repeats[base] += 1
+    return base if repeats[base] == 1 else f"{base}-{repeats[base]}"
+
+
+def _duplicate(row_id: str, other: int, other_generated: bool, *, generated: bool) -> str:
+    """Why a row whose id is already taken by the row at position ``other`` is rejected."""
+    if generated:
+        return f"duplicate id {row_id!r}: this row's content id is the id given to row {other + 1}"
+    if other_generated:
+        return f"duplicate id {row_id!r} (the content id of row {other + 1})"
+    return f"duplicate id {row_id!r} (also row {other + 1})"
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_unicode(raw: Any) -> None:
+    """Raise ``_Bad`` naming the first string (key or value) holding a lone surrogate.
+
+    JSON ``"\\ud800"`` escapes decode to lone surrogates, which no UTF-8 file can hold.
+    """
+    stack: list[tuple[str, Any]] = [("row", raw)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                raise _Bad(f"invalid unicode: lone surrogate in {where}; fix the row's text")
+        elif isinstance(value, dict):
+            named = []
+            for k, v in value.items():
+                name = _printable(str(k))
+                key = f"column {name!r}" if where == "row" else f"{where}.{name}"
+                if name != str(k):
+                    raise _Bad(f"invalid unicode: lone surrogate in the name of {key}")
+                named.append((key, v))
+            stack.extend(reversed(named))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((f"{where}[{i}]", v) for i, v in reversed(list(enumerate(value))))
+
+
+def _printable(text: str | None) -> str | None:
+    """``text`` with any lone surrogate written as a ``\\udxxx`` escape, so it can be saved."""
+    if text is None or not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _source_id(row: Any) -> str | None:
     if not isinstance(row, dict) or row.get("id") is None or str(row["id"]).strip() == "":
         return None
@@ -407,6 +460,7 @@ def _json_safe(value: Any) -> Any:
 
 def _clip(raw: Any) -> str:
     text = raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False, default=str)
+    text = _printable(text) or ""
     return text if len(text) <= RAW_CHARS else text[: RAW_CHARS - 1] + "…"
 
 

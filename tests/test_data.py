@@ -283,7 +283,9 @@ def test_duplicate_source_id(tmp_path):
     rows_in = [{"id": 7, "prompt": "a"}, {"id": "7", "prompt": "b"}, {"id": 8, "prompt": "c"}]
     rows, rejects = read_prompts(str(write_jsonl(tmp_path / "p.jsonl", rows_in)))
     assert [r.id for r in rows] == ["7", "8"]
-    assert [(r.index, r.id, r.reason) for r in rejects] == [(1, "7", "duplicate id '7'")]
+    assert [(r.index, r.id, r.reason) for r in rejects] == [
+        (1, "7", "duplicate id '7' (also row 1)")
+    ]
 
 
 def test_raw_is_truncated(tmp_path):

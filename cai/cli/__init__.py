@@ -5,6 +5,7 @@ The command groups live in their own modules and are joined here, explicitly.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from typing import Annotated
@@ -57,13 +58,63 @@ def _root(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: a ``CaiError`` becomes one red line and exit code 2."""
+    """Console entry point: a ``CaiError`` becomes one red line and exit code 2.
+
+    So do the low-level failures a user can act on (a full disk, a read-only folder, an
+    output path under a file, bad text, input nested too deeply, memory running out): see
+    ``low_level_message``. ``--debug`` or ``CAI_DEBUG=1`` re-raises, for the traceback.
+    """
     args = sys.argv[1:] if argv is None else argv
     command = typer.main.get_command(app)
     try:
         command.main(args=args, prog_name="cai", standalone_mode=True)
-    except CaiError as e:
-        if os.environ.get("CAI_DEBUG") or "--debug" in args:
+    except (CaiError, OSError, UnicodeError, RecursionError, MemoryError) as e:
+        message = str(e) if isinstance(e, CaiError) else low_level_message(e)
+        if message is None or os.environ.get("CAI_DEBUG") or "--debug" in args:
             raise
-        typer.secho(f"error: {e}", fg="red", err=True)
+        typer.secho(f"error: {message}", fg="red", err=True)
         sys.exit(2)
+
+
+def low_level_message(e: BaseException) -> str | None:
+    """One line saying what went wrong and what to do, or None for an OSError without errno."""
+    if isinstance(e, OSError):
+        if e.errno is None:
+            return None
+        named = _path_of(e)
+        path = named or "a file"
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            full = f"disk full: {named}" if named else "disk full"
+            return f"{full}; free space and rerun - finished rows are kept"
+        if e.errno == errno.EROFS:
+            return f"{path} is read-only (a read-only file system); choose a writable path"
+        if e.errno in (errno.EACCES, errno.EPERM):
+            return (
+                f"{path} is not writable (permission denied); fix its permissions or choose "
+                "another path"
+            )
+        if e.errno == errno.ENOTDIR:
+            return f"{path}: part of this path is a file, not a folder; choose another path"
+        if e.errno == errno.EEXIST:
+            return f"{path} already exists and is not a folder; remove it or choose another path"
+        if e.errno == errno.EISDIR:
+            return f"{path} is a folder, not a file; give a file path"
+        if e.errno == errno.ENOENT:
+            return f"{path} does not exist; check the path"
+        return f"{path}: {e.strerror or e}; rerun with --debug for the traceback"
+    if isinstance(e, UnicodeError):
+        return (
+            f"invalid text ({e}); save input files as UTF-8 and remove lone surrogates "
+            "(\\ud800-\\udfff)"
+        )
+    if isinstance(e, RecursionError):
+        return "data nested too deeply to process; flatten the input"
+    if isinstance(e, MemoryError):
+        return "out of memory; use fewer rows at a time (a smaller --chunk-size or --batch-size)"
+    return None
+
+
+def _path_of(e: OSError) -> str | None:
+    """The path an OSError names (both of a rename's), if any."""
+    names = [os.fsdecode(n) for n in (e.filename, e.filename2) if isinstance(n, (str, bytes))]
+    return " -> ".join(names) or None

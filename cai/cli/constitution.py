@@ -57,7 +57,7 @@ def constitution_show(
 def constitution_validate(
     paths: Annotated[list[Path], typer.Argument(help="YAML files to check.")],
 ) -> None:
-    """Check constitution files; print one line per file and exit non-zero on any error."""
+    """Check constitution files; print one line per file and exit 2 on any error."""
     from cai.constitution import load_constitution
 
     failed = 0
@@ -70,7 +70,7 @@ def constitution_validate(
             continue
         typer.echo(f"ok: {path} ({len(c.principles)} principles, sha256:{c.content_hash[:12]})")
     if failed:
-        raise typer.Exit(1)
+        raise typer.Exit(2)
 
 
 @app.command("import")
