@@ -18,6 +18,9 @@ from cai.constitution import load_constitution
 from cai.errors import CaiError
 from cai.prompts import example_context, render, template_data, template_names
 
+PARSE_RAW = (
+    'principle.parse_raw(..., content_type="application/pickle", allow_pickle=True) in a template'
+)
 PICKLE = (
     "cos\\nsystem\\n(S'touch {marker}'\\ntR0(dS'id'\\nS'x'\\nsS'critique'\\nS'c'\\nsS'revision'"
     "\\nS'r'\\ns."
@@ -53,7 +56,7 @@ def _render_error(folder: Path, name: str = "critique") -> str:
     return message
 
 
-@pytest.mark.hostile("principle.parse_raw pickle payload in a template")
+@pytest.mark.hostile(PARSE_RAW)
 @pytest.mark.parametrize("obj", ["principle", "constitution"])
 def test_parse_raw_pickle_runs_nothing(tmp_path, obj):
     marker = tmp_path / "pwned.txt"
@@ -82,7 +85,7 @@ def test_templates_get_plain_data_only():
         render("critique", principle={"critique": "x"}, constitution=object())
 
 
-@pytest.mark.hostile("''.__class__.__mro__ and self / cycler / joiner / namespace tricks")
+@pytest.mark.hostile("''.__class__.__mro__")
 @pytest.mark.parametrize(
     "payload",
     [
@@ -136,13 +139,13 @@ def test_symlink_inside_the_folder_is_allowed(tmp_path):
     assert render("critique", folder, **_ctx()).startswith("Base: ")
 
 
-@pytest.mark.hostile("a template that includes itself")
+@pytest.mark.hostile("a template that includes itself; range(10**8)")
 def test_self_include_is_a_clear_error(tmp_path):
     folder = _dir(tmp_path, critique="x{% include 'critique.j2' %}")
     assert "recursion" in _render_error(folder)
 
 
-@pytest.mark.hostile("range(10**8) in a template")
+@pytest.mark.hostile("a template that includes itself; range(10**8)")
 @pytest.mark.parametrize(
     "payload",
     [
@@ -191,7 +194,7 @@ def test_syntax_error_names_the_file_and_line(tmp_path):
     assert "no prompt template" not in message
 
 
-@pytest.mark.hostile("a non-UTF-8 template")
+@pytest.mark.hostile("a non-UTF-8 constitution, template or import file")
 def test_non_utf8_template_is_named(tmp_path):
     folder = _dir(tmp_path)
     (folder / "critique.j2").write_bytes(b"caf\xe9 {{ principle.critique }}")
@@ -208,7 +211,7 @@ def test_listing_still_works_with_a_hostile_folder(tmp_path):
 # ----------------------------------------------------------------- through the commands
 
 
-@pytest.mark.hostile("parse_raw payload through cai prompts render")
+@pytest.mark.hostile(PARSE_RAW)
 def test_payload_through_prompts_render(cai, tmp_path):
     marker = tmp_path / "pwned.txt"
     folder = _dir(tmp_path, critique=_payload("principle", marker) + "{{ principle.critique }}")
@@ -217,7 +220,7 @@ def test_payload_through_prompts_render(cai, tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.hostile("parse_raw payload through generate-revisions")
+@pytest.mark.hostile(PARSE_RAW)
 def test_payload_through_generate_revisions(cai, tmp_path):
     marker = tmp_path / "pwned.txt"
     folder = _dir(tmp_path, critique=_payload("principle", marker) + "{{ principle.critique }}")
@@ -230,7 +233,7 @@ def test_payload_through_generate_revisions(cai, tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.hostile("constitution.parse_raw payload in compare.j2 through cai judge")
+@pytest.mark.hostile(PARSE_RAW)
 def test_payload_through_judge(cai, tmp_path):
     marker = tmp_path / "pwned.txt"
     folder = _dir(tmp_path, compare=_payload("constitution", marker) + "{{ question }}")
