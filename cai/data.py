@@ -419,9 +419,8 @@ def _check_unicode(raw: Any) -> None:
         elif isinstance(value, dict):
             named = []
             for k, v in value.items():
-                name = _printable(str(k))
-                key = f"column {name!r}" if where == "row" else f"{where}.{name}"
-                if name != str(k):
+                key = f"column {str(k)!r}" if where == "row" else f"{where}.{_printable(str(k))}"
+                if _SURROGATE.search(str(k)):  # repr() above escapes it
                     raise _Bad(f"invalid unicode: lone surrogate in the name of {key}")
                 named.append((key, v))
             stack.extend(reversed(named))
