@@ -44,6 +44,7 @@ import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
+from cai import progress
 from cai.backends.base import (
     Conversation,
     Generation,
@@ -211,7 +212,7 @@ class OpenAIBackend:
                 else:
                     if resp.status_code < 400:
                         try:
-                            return base, resp.json()
+                            return base, progress.response(resp.json())  # the job's bar
                         except ValueError:
                             raise CaiError(f"{url} answered with invalid JSON") from None
                     message = self._redact(_server_message(resp))
