@@ -13,6 +13,8 @@ Input columns, first found wins unless ``prompt_column`` names one:
 - fallbacks: ``question``, ``instruction``, ``text``, ``input``;
 - ``id`` (optional): the row id; otherwise ``"p-"`` + 12 hex of the sha256 of the
   conversation's canonical JSON, with ``-2``, ``-3`` on repeats of the same conversation.
+  A row whose id, given or generated, an earlier row already has is rejected, as is a row
+  with a lone surrogate (``"\\ud800"`` in JSON) in any of its strings.
 
 Output: a ``PromptRow`` per usable row, its conversation cut after the last user turn and
 its other columns (all but the prompt column and ``id``) kept JSON-safe in ``extra``; a
@@ -458,7 +460,10 @@ def _json_safe(value: Any) -> Any:
 
 
 def _clip(raw: Any) -> str:
-    text = raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False, default=str)
+    try:
+        text = raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False, default=str)
+    except RecursionError:
+        text = f"<a {type(raw).__name__} nested too deeply to show>"
     text = _printable(text) or ""
     return text if len(text) <= RAW_CHARS else text[: RAW_CHARS - 1] + "…"
 

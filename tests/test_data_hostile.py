@@ -194,3 +194,14 @@ def test_row_nested_near_the_limit_is_a_reject_or_kept(tmp_path):
     assert rows[0].conversation == user("good")
     assert len(rows) + len(rejects) == 2
     assert all("nested too deeply" in r.reason for r in rejects)
+
+
+@pytest.mark.parametrize("depth", [900, 940, 960, 980, 995])
+def test_row_nested_near_the_limit_without_a_prompt_is_a_reject(tmp_path, depth):
+    # Near the decoder's limit a row either fails to decode or is rejected: never a crash.
+    deep = '{"other": ' + "[" * depth + "]" * depth + "}"
+    src = write_lines(tmp_path / "p.jsonl", ['{"prompt": "good"}', deep])
+    rows, rejects = read_prompts(str(src))
+    assert [r.conversation for r in rows] == [user("good")]
+    assert [r.index for r in rejects] == [1]
+    assert rejects[0].reason.startswith(("no prompt column", "malformed JSON on line 2: nested"))
