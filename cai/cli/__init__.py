@@ -96,7 +96,10 @@ def low_level_message(e: BaseException) -> str | None:
         if e.errno == errno.ENOTDIR:
             return f"{path}: part of this path is a file, not a folder; choose another path"
         if e.errno == errno.EEXIST:
-            return f"{path} already exists and is not a folder; remove it or choose another path"
+            return (
+                f"{path} already exists and is in the way (a file where a folder should be?); "
+                "remove it or choose another path"
+            )
         if e.errno == errno.EISDIR:
             return f"{path} is a folder, not a file; give a file path"
         if e.errno == errno.ENOENT:
