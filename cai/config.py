@@ -230,6 +230,9 @@ class ReviseConfig(_Config):
     """The generation cache (SQLite); default $CAI_CACHE/generations.sqlite."""
     no_cache: bool = False
     """Do not read or write the generation cache."""
+    allow_partial: bool = False
+    """Read a cai output folder whose run is unfinished (`complete: false` in its run.json),
+    with a warning; by default such an input is refused."""
     push_to_hub: str | None = None
     """Push the dataset to this Hub repo when done (token from HF_TOKEN or `hf auth login`)."""
     private: bool = False
@@ -292,6 +295,9 @@ class JudgeConfig(_Config):
     """Which shard this run processes."""
     prompts_dir: Path | None = None
     """Template overrides."""
+    allow_partial: bool = False
+    """Read a cai output folder whose run is unfinished (`complete: false` in its run.json),
+    with a warning; by default such an input is refused."""
     push_to_hub: str | None = None
     """Push the dataset to this Hub repo when done."""
     private: bool = False

@@ -71,6 +71,19 @@ class RowJournal:
     def ids(self) -> set[str]:
         return {row["id"] for row in self.read()[0]}
 
+    def drop(self, ids: set[str]) -> int:
+        """Rewrite the file without the rows of ``ids`` (atomically); return how many went.
+
+        A job calls this before it processes those rows again (their input changed), so
+        the new version is the only one: ``read`` keeps the first row of an id it sees.
+        """
+        valid, _, _ = self._scan()
+        keep = [line for row, line in valid if row["id"] not in ids]
+        if len(keep) < len(valid):
+            write_text_atomic(self.path, "".join(line + "\n" for line in keep))
+            _fsync_dir(self.path.parent)
+        return len(valid) - len(keep)
+
     def repair(self) -> int:
         """Rewrite the file with only its valid lines (atomically); return how many were dropped."""
         valid, bad, terminated = self._scan()

@@ -6,16 +6,28 @@ import json
 from pathlib import Path
 
 from cai.data import write_rejects
+from cai.errors import CaiError
 from cai.files import write_json_atomic
-from cai.jobs import merge_outputs
+from cai.jobs import merge_outputs, missing_shards, output_lock
 from cai.journal import RowJournal
 from cai.output import DatasetCard, split_rows, write_dataset
 
 
-def merge_shards(shard_dirs: list[Path], out_dir: Path) -> int:
-    """Check and join shard folders; write the merged dataset, card and journal."""
-    rows, rejects, settings = merge_outputs(shard_dirs)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def merge_shards(shard_dirs: list[Path], out_dir: Path, *, allow_missing: bool = False) -> int:
+    """Check and join shard folders; write the merged dataset, card and journal.
+
+    Every shard of the run must be given unless ``allow_missing`` (then the missing
+    indices are recorded in run.json and the card). The output folder is locked."""
+    for d in shard_dirs:
+        if Path(d).resolve() == Path(out_dir).resolve():
+            raise CaiError(f"output {out_dir} is one of the shards; give another -o folder")
+    with output_lock(out_dir):
+        return _merge(shard_dirs, out_dir, allow_missing)
+
+
+def _merge(shard_dirs: list[Path], out_dir: Path, allow_missing: bool) -> int:
+    rows, rejects, settings = merge_outputs(shard_dirs, allow_missing=allow_missing)
+    num_shards, absent = missing_shards(shard_dirs)
     journal = RowJournal(out_dir / "rows.jsonl")
     if journal.path.exists():
         journal.path.unlink()
@@ -34,6 +46,12 @@ def merge_shards(shard_dirs: list[Path], out_dir: Path) -> int:
             f"{len(rows)} rows merged by `cai merge` from {len(shard_dirs)} shard folders, each "
             "row checked to appear exactly once. The card of the first shard follows; "
             "its counts and timings are that shard's."
+            + (
+                f" Shard index(es) {', '.join(map(str, absent))} of {num_shards} are missing "
+                "(merged with --allow-missing)."
+                if absent
+                else ""
+            )
         ),
         sections={"First shard's card": body.replace("\n# ", "\n### ")},
         tags=["constitutional-ai", "rlaif", "cai", "synthetic"],
@@ -44,6 +62,8 @@ def merge_shards(shard_dirs: list[Path], out_dir: Path) -> int:
         out_dir / "run.json",
         {
             "merged_from": [str(d) for d in shard_dirs],
+            "num_shards": num_shards,
+            "missing_shards": absent,
             "settings": settings,
             "expected_ids": [r["id"] for r in rows],
             "complete": True,

@@ -11,7 +11,15 @@ from cai.config import ReviseConfig
 from cai.constitution import load_constitution
 from cai.data import PromptRow, Reject, read_prompts
 from cai.gencache import GenerationCache
-from cai.jobs import finish_run, run_chunks, select_shard
+from cai.jobs import (
+    check_input_complete,
+    check_not_overlapping,
+    fail_without_rows,
+    finish_run,
+    output_lock,
+    run_chunks,
+    select_shard,
+)
 from cai.output import DatasetCard, markdown_table, push_to_hub, split_rows, write_dataset
 from cai.resources import cache_dir
 from cai.revise import Reviser, principle_stats
@@ -74,11 +82,26 @@ def dry_run(cfg: ReviseConfig, warmup_rows: int = 4) -> dict:
 
 
 def run_revisions(cfg: ReviseConfig, backend=None) -> dict:
-    """Run the whole job; return the summary that is also stored in ``run.json``."""
+    """Run the whole job; return the summary that is also stored in ``run.json``.
+
+    Before any model loads: the output must be a folder that does not overlap the input,
+    an unfinished cai input is refused (unless ``allow_partial``), and the output folder
+    is locked against a second run for the whole job."""
+    check_not_overlapping(cfg.prompts, cfg.output)
+    check_input_complete(cfg.prompts, cfg.allow_partial)
+    with output_lock(cfg.output):
+        return _run_revisions(cfg, backend)
+
+
+def _run_revisions(cfg: ReviseConfig, backend=None) -> dict:
     rows, rejects = load_rows(cfg)
+    total = len(rows) + len(rejects)
     reviser = build_reviser(cfg, backend)
     rows, too_long = reviser.check_context(rows)
     rejects += too_long
+    if not rows:
+        reviser.cache.close()
+        fail_without_rows(cfg.output, total, rejects)
     provenance = reviser.provenance()
     result = run_chunks(
         rows,
@@ -97,6 +120,7 @@ def run_revisions(cfg: ReviseConfig, backend=None) -> dict:
         "rows": len(result.rows),
         "resumed_rows": result.resumed,
         "processed_rows": result.processed,
+        "changed_rows": result.changed,
         "rejected_rows": len(rejects),
         "reject_reasons": dict(Counter(r.reason.split(":")[0] for r in rejects)),
         "seconds": round(result.seconds, 2),
@@ -213,7 +237,9 @@ def summary_lines(summary: dict, out_dir: Path) -> list[str]:
     """The short summary printed at the end of a run."""
     lines = [
         f"{summary['rows']} rows in {out_dir} ({summary['resumed_rows']} resumed, "
-        f"{summary['processed_rows']} processed, {summary['rejected_rows']} skipped"
+        f"{summary['processed_rows']} processed"
+        + (f" of which {summary['changed_rows']} changed" if summary.get("changed_rows") else "")
+        + f", {summary['rejected_rows']} skipped"
         + (" - see rejects.jsonl)" if summary["rejected_rows"] else ")"),
         f"{summary['generated_tokens']} tokens in {summary['seconds']} s = "
         f"{summary['tokens_per_second']} tok/s; critiques saying no change needed: "

@@ -93,6 +93,13 @@ def judge(
     test_size: Annotated[float | None, Opt(help="Held-out rows: a fraction or a count.")] = None,
     chunk_size: Annotated[int | None, Opt(help="Rows per saved chunk. [default: 64]")] = None,
     prompts_dir: PromptsDir = None,
+    allow_partial: Annotated[
+        bool | None,
+        Opt(
+            "--allow-partial",
+            help="Read a cai output folder whose run is unfinished (with a warning).",
+        ),
+    ] = None,
     push_to_hub: Annotated[
         str | None, Opt(help="Push the dataset to this Hub repo when done.")
     ] = None,
@@ -127,6 +134,7 @@ def judge(
         "test_size": test_size,
         "chunk_size": chunk_size,
         "prompts_dir": prompts_dir,
+        "allow_partial": allow_partial,
         "push_to_hub": push_to_hub,
         "judge": {
             "model": judge_model,

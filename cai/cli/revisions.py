@@ -97,6 +97,13 @@ def generate_revisions(
         bool | None, Opt("--no-cache", help="Neither read nor write the generation cache.")
     ] = None,
     prompts_dir: PromptsDir = None,
+    allow_partial: Annotated[
+        bool | None,
+        Opt(
+            "--allow-partial",
+            help="Read a cai output folder whose run is unfinished (with a warning).",
+        ),
+    ] = None,
     push_to_hub: Annotated[
         str | None, Opt(help="Push the dataset to this Hub repo when done.")
     ] = None,
@@ -147,6 +154,7 @@ def generate_revisions(
         "cache": cache,
         "no_cache": no_cache,
         "prompts_dir": prompts_dir,
+        "allow_partial": allow_partial,
         "push_to_hub": push_to_hub,
         "private": private,
         "backend": {
@@ -170,9 +178,13 @@ def generate_revisions(
 def merge(
     shards: Annotated[list[Path], typer.Argument(help="The output folders of every shard.")],
     output: Annotated[Path, Opt("--output", "-o", help="The merged output folder.")],
+    allow_missing: Annotated[
+        bool,
+        Opt("--allow-missing", help="Merge even if some of the run's shards are not given."),
+    ] = False,
 ) -> None:
     """Join the output folders of a sharded run; check every row is there exactly once."""
     from cai.merge import merge_shards
 
-    n = merge_shards(shards, output)
+    n = merge_shards(shards, output, allow_missing=allow_missing)
     typer.echo(f"merged {n} rows from {len(shards)} shards into {output}")
