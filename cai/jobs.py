@@ -17,13 +17,20 @@ generation free.
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import hashlib
 import json
+import os
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -47,6 +54,17 @@ def select_shard(rows: list[PromptRow], num_shards: int, shard_index: int) -> li
     return [r for r in rows if shard_of(r.id, num_shards) == shard_index]
 
 
+def _locked(fn: Callable) -> Callable:
+    """Run ``fn(rows, process, out_dir, ...)`` holding the lock on ``out_dir``."""
+
+    @functools.wraps(fn)
+    def wrapper(rows, process, out_dir, *args, **kwargs):
+        with output_lock(Path(out_dir)):
+            return fn(rows, process, out_dir, *args, **kwargs)
+
+    return wrapper
+
+
 class RowsFailed(CaiError):
     """Some rows of a batch job failed on the model server; a rerun retries them."""
 
@@ -62,8 +80,12 @@ class JobResult:
     seconds: float
     torn_lines: int = 0
     extra: dict = field(default_factory=dict)
+    changed: int = 0
+    """Rows found in the journal but made from another input (a new file with the same
+    ids, a file edited in place): processed again, the old version dropped."""
 
 
+@_locked
 def run_chunks(
     rows: list[PromptRow],
     process: Callable[[list[PromptRow]], list[dict]],
@@ -75,6 +97,7 @@ def run_chunks(
     desc: str = "rows",
     tokens: Callable[[], int] | None = None,
     workers: int = 1,
+    row_key: Callable[[PromptRow], str] | None = None,
 ) -> JobResult:
     """Process ``rows`` in chunks, appending finished rows to ``out_dir/rows.jsonl``.
 
@@ -88,6 +111,11 @@ def run_chunks(
     is retried one row at a time; rows that still fail go to ``failed.jsonl`` with the
     error, the other chunks go on, and at the end ``RowsFailed`` is raised. Nothing is
     dropped: a rerun of the same command processes exactly the failed rows again.
+
+    A journaled row resumes only if its input is unchanged: each row is journaled with
+    ``row_key(row)`` (default ``input_key(row, fingerprint)``: its conversation, other
+    columns and the fingerprint), and a row whose key differs is processed again. The
+    folder is locked (``output_lock``) for the whole call.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     run_file = out_dir / "run.json"
@@ -113,6 +141,16 @@ def run_chunks(
     )
     done, _ = journal.read()
     done_by_id = {r["id"]: r for r in done}
+    keys = {r.id: (row_key or (lambda r: input_key(r, fingerprint)))(r) for r in rows}
+    changed = {i for i, k in keys.items() if i in done_by_id and done_by_id[i].get(INPUT_KEY) != k}
+    if changed:
+        journal.drop(changed)
+        for i in changed:
+            del done_by_id[i]
+        tqdm.write(
+            f"{len(changed)} rows in {out_dir} were made from another input (same id, other "
+            "content, or journaled by an older cai); processing them again"
+        )
     pending = [r for r in rows if r.id not in done_by_id]
     resumed = len(rows) - len(pending)
     start = time.perf_counter()
@@ -131,6 +169,9 @@ def run_chunks(
             with lock:
                 failed.append({"id": chunk[0].id, "error": str(e)})
             return chunk
+        for r in out:
+            if isinstance(r, dict) and r.get("id") in keys:
+                r[INPUT_KEY] = keys[r["id"]]
         with lock:
             journal.append(out)
             done_by_id.update((r["id"], r) for r in out)
@@ -167,8 +208,9 @@ def run_chunks(
         )
     failed_file.unlink(missing_ok=True)
     return JobResult(
-        rows=[done_by_id[r.id] for r in rows if r.id in done_by_id],
+        rows=[strip_key(done_by_id[r.id]) for r in rows if r.id in done_by_id],
         resumed=resumed,
+        changed=len(changed),
         processed=len(pending),
         seconds=time.perf_counter() - start,
         torn_lines=torn,
@@ -183,11 +225,15 @@ def finish_run(out_dir: Path, rejects: list[Reject], summary: dict) -> None:
     write_json_atomic(run_file, {**state, "summary": summary, "complete": True})
 
 
-def merge_outputs(shard_dirs: list[Path]) -> tuple[list[dict], list[Reject], dict]:
+def merge_outputs(
+    shard_dirs: list[Path], *, allow_missing: bool = False
+) -> tuple[list[dict], list[Reject], dict]:
     """Join the finished rows of several shard folders; check each row is there exactly once.
 
-    Every shard must be complete (each of its expected ids finished) and no id may
-    appear in two shards. Returns the rows, the rejects and the first shard's settings.
+    Every shard must be complete (each of its expected ids finished), no id may appear
+    in two shards, and every shard index of the run (``settings.num_shards``) must be
+    given, unless ``allow_missing``. Returns the rows, the rejects and the first shard's
+    settings.
     """
     rows: list[dict] = []
     rejects: list[Reject] = []
@@ -202,6 +248,9 @@ def merge_outputs(shard_dirs: list[Path]) -> tuple[list[dict], list[Reject], dic
         fingerprints.add(state.get("fingerprint"))
         settings = settings or state.get("settings", {})
         shard_rows, _ = RowJournal(d / "rows.jsonl").read()
+        if "expected_ids" in state:  # rows of an earlier input are not this run's
+            expected = set(state["expected_ids"])
+            shard_rows = [strip_key(r) for r in shard_rows if r["id"] in expected]
         ids = {r["id"] for r in shard_rows}
         missing = [i for i in state.get("expected_ids", []) if i not in ids]
         if missing:
@@ -220,4 +269,176 @@ def merge_outputs(shard_dirs: list[Path]) -> tuple[list[dict], list[Reject], dic
                     rejects.append(Reject(**json.loads(line)))
     if len(fingerprints) > 1:
         raise CaiError("the shards were made with different settings; merge only shards of one run")
+    num_shards, absent = missing_shards(shard_dirs)
+    if absent and not allow_missing:
+        raise CaiError(
+            f"shard index(es) {', '.join(map(str, absent))} of {num_shards} are missing; "
+            "give every shard's folder, or pass --allow-missing to merge only these"
+        )
     return sorted(rows, key=lambda r: r["id"]), rejects, settings
+
+
+def missing_shards(shard_dirs: list[Path]) -> tuple[int | None, list[int]]:
+    """The run's ``num_shards`` (from the shards' run.json) and the indices not given."""
+    counts, given = set(), set()
+    for d in shard_dirs:
+        settings = json.loads((d / "run.json").read_text()).get("settings") or {}
+        if isinstance(settings.get("num_shards"), int):
+            counts.add(settings["num_shards"])
+            given.add(settings.get("shard_index", 0))
+    if not counts:
+        return None, []  # not recorded (an older run): nothing to check
+    if len(counts) > 1:
+        raise CaiError(f"the shards were split {sorted(counts)} ways; merge shards of one run")
+    n = counts.pop()
+    return n, sorted(set(range(n)) - given)
+
+
+# --- safety: output folders, locks, inputs ----------------------------------------------
+
+INPUT_KEY = "_input_key"
+"""The journal field that holds the content key of the input a row was made from."""
+
+_HELD: dict[Path, list[int]] = {}  # output folder -> [lock file descriptor, nesting depth]
+_HELD_GUARD = threading.Lock()
+
+
+def input_key(row: PromptRow, fingerprint: str) -> str:
+    """The content key of a row's input: its conversation, its other columns (candidates
+    and anything else that may shape the output) and the run's settings fingerprint.
+
+    A journaled row resumes only while its key is unchanged, so a new input file with the
+    same ids, or a file edited in place, never resumes old output."""
+    blob = json.dumps([fingerprint, row.conversation, row.extra], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def strip_key(row: dict) -> dict:
+    """A journaled row without its input key, as it goes into the dataset."""
+    return {k: v for k, v in row.items() if k != INPUT_KEY}
+
+
+def check_output_dir(out_dir: Path) -> None:
+    """Refuse an output path that is a file or lies under one; call it before loading models."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CaiError(f"output {out_dir} is a file, not a folder; give a folder path with -o")
+    for parent in out_dir.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise CaiError(
+                    f"output {out_dir} lies under {parent}, which is a file; "
+                    "give a folder path with -o"
+                )
+            break
+
+
+def _open_lock_file(path: Path) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+
+
+@contextmanager
+def output_lock(out_dir: Path) -> Iterator[None]:
+    """Hold an exclusive OS lock on an output folder while a job writes it.
+
+    ``flock`` on ``out_dir/.lock``, never waiting: a second run on the same folder fails
+    at once with a ``CaiError`` naming the holder's pid and command (written into the
+    lock file). The kernel releases the lock when the holder exits or is killed, so a
+    rerun after ``kill -9`` just resumes. Re-entrant within a process (a job that locks
+    its folder may call ``run_chunks``, which locks it too).
+    """
+    out_dir = Path(out_dir)
+    check_output_dir(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        key = out_dir.resolve()
+    except OSError as e:
+        raise CaiError(
+            f"cannot create the output folder {out_dir} ({e.strerror}); choose a writable path"
+        ) from None
+    with _HELD_GUARD:
+        held = _HELD.get(key)
+        if held is not None:
+            held[1] += 1
+    if held is not None:
+        try:
+            yield
+        finally:
+            with _HELD_GUARD:
+                held[1] -= 1
+        return
+    lock_file = out_dir / ".lock"
+    try:
+        fd = _open_lock_file(lock_file)
+    except OSError as e:
+        raise CaiError(
+            f"cannot write to the output folder {out_dir} ({e.strerror}); choose a writable path"
+        ) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "pid unknown"
+        os.close(fd)
+        raise CaiError(
+            f"{out_dir} is in use by another cai run ({holder}); wait for it to finish, "
+            "or give another -o folder"
+        ) from None
+    command = " ".join(["cai", *[a for a in sys.argv[1:3] if not a.startswith("-")]][:2])
+    since = datetime.now().isoformat(timespec="seconds")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()}, {command}, since {since}\n".encode(), 0)
+    with _HELD_GUARD:
+        _HELD[key] = [fd, 1]
+    try:
+        yield
+    finally:
+        with _HELD_GUARD:
+            del _HELD[key]
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_not_overlapping(source: str | Path, out_dir: Path) -> None:
+    """Refuse an output folder that would overwrite the input: the same folder, inside its
+    ``data/``, or a folder that holds the input."""
+    src = Path(source).expanduser()
+    if not src.exists():
+        return  # a shipped set or a Hub id
+    src, out = src.resolve(), Path(out_dir).expanduser().resolve()
+    if _inside(src, out) or (src.is_dir() and _inside(out, src / "data")):
+        raise CaiError(
+            f"output {out_dir} would overwrite the input {source}; give another -o folder"
+        )
+
+
+def check_input_complete(source: str | Path, allow_partial: bool = False) -> None:
+    """Refuse to read a cai output folder whose run is unfinished (``complete: false`` in
+    its run.json), unless ``allow_partial``; then warn and go on."""
+    run_file = Path(source).expanduser() / "run.json"
+    if not run_file.is_file():
+        return
+    try:
+        state = json.loads(run_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise CaiError(f"{run_file}: cannot read it ({e}); is {source} a cai output?") from None
+    if not isinstance(state, dict) or state.get("complete", True):
+        return
+    if not allow_partial:
+        raise CaiError(
+            f"{source} holds an unfinished run (complete: false in {run_file}); finish it by "
+            "rerunning its command, or pass --allow-partial to read what it holds"
+        )
+    tqdm.write(f"warning: {source} holds an unfinished run; reading it (--allow-partial)")
+
+
+def fail_without_rows(out_dir: Path, total: int, rejects: list[Reject]) -> None:
+    """Every row was rejected: write ``rejects.jsonl`` and raise a ``CaiError`` saying why."""
+    path = Path(out_dir) / "rejects.jsonl"
+    write_rejects(path, rejects)
+    reasons = Counter(r.reason.split(":")[0].split(" (")[0] for r in rejects)
+    why = "; ".join(f"{reason} ({n})" for reason, n in reasons.most_common())
+    raise CaiError(f"no rows to process: all {total} rows were rejected ({why}); see {path}")

@@ -13,6 +13,7 @@ Output columns (one row per prompt)::
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import random
 from collections import Counter
@@ -23,7 +24,15 @@ from cai.config import JudgeConfig
 from cai.constitution import load_constitution
 from cai.data import PromptRow, Reject, read_prompts
 from cai.errors import CaiError
-from cai.jobs import finish_run, run_chunks, select_shard
+from cai.jobs import (
+    check_input_complete,
+    check_not_overlapping,
+    fail_without_rows,
+    finish_run,
+    output_lock,
+    run_chunks,
+    select_shard,
+)
 from cai.judge import Judge, PairItem, PairResult
 from cai.judge_pairs import expand_all_pairs, length_bias, verify_revisions
 from cai.output import DatasetCard, markdown_table, push_to_hub, split_rows, write_dataset
@@ -53,6 +62,22 @@ def candidates_of(row: PromptRow) -> list[str] | None:
         if a in row.extra and b in row.extra:
             return [t for t in (_text(row.extra[a]), _text(row.extra[b])) if t is not None]
     return None
+
+
+def missing_candidates(row: PromptRow) -> str:
+    """Why a row has fewer than two candidates to judge: the reason of its reject."""
+    found = [c for c in _LIST_COLUMNS if c in row.extra]
+    found += [f"{a}/{b}" for a, b in _PAIR_COLUMNS if a in row.extra and b in row.extra]
+    if not found:
+        return (
+            "fewer than 2 candidates: no candidates, responses or completions list, no "
+            "chosen/rejected or response_a/response_b columns (or sample with --num-candidates)"
+        )
+    n = len(candidates_of(row) or [])
+    return (
+        f"fewer than 2 candidates: {n} text response(s) in {found[0]} (each must be a string "
+        "or a list of messages)"
+    )
 
 
 def sample_candidates(cfg: JudgeConfig, rows: list[PromptRow], policy) -> list[list[str]]:
@@ -196,11 +221,69 @@ class JudgeJob:
         return out
 
 
+def check_context(job: JudgeJob, rows: list[PromptRow]) -> tuple[list[PromptRow], list[Reject]]:
+    """Reject rows whose judge prompt cannot fit the judge model's context.
+
+    Every prompt a row will be judged with (each pair and question, both candidates
+    rendered into the template) must leave room for the answer: the option scores, plus
+    the reasoning in CoT mode. With sampled candidates each is budgeted at the policy's
+    ``max_new_tokens``. Backends that do not report a context length skip the check.
+    """
+    judge = job.judge
+    limit = getattr(judge.backend, "context_length", None)
+    count = getattr(judge.backend, "count_tokens", None)
+    if not limit or count is None or not rows:
+        return rows, []
+    room = 32 + (judge.params.max_new_tokens if judge.mode == "cot" else 0)
+    sampled = 2 * job.cfg.sampling.max_new_tokens if job.policy is not None else 0
+    template = "compare_cot" if judge.mode == "cot" else "compare"
+    convs, owners = [], []
+    for n, row in enumerate(rows):
+        cands = candidates_of(row) if job.policy is None else None
+        cands = cands or [""] * (job.cfg.num_candidates or 2)
+        for i, j in job.pairs(row, len(cands)):
+            item = PairItem(f"{row.id}:{i}-{j}", row.conversation, cands[i], cands[j])
+            for _, question in judge.questions(item.id):
+                text = judge._prompt(item, question, item.a, item.b, template)
+                convs.append([{"role": "user", "content": text}])
+                owners.append(n)
+    longest = [0] * len(rows)
+    for n, size in zip(owners, count(convs)):
+        longest[n] = max(longest[n], size + sampled)
+    budget = limit - room
+    keep = [r for r, n in zip(rows, longest) if n <= budget]
+    rejects = [
+        Reject(
+            r.index,
+            r.id,
+            f"over context: the judge prompt needs {n} tokens > {budget} available "
+            f"({limit} - room for the answer)",
+            str(r.conversation)[:500],
+        )
+        for r, n in zip(rows, longest)
+        if n > budget
+    ]
+    return keep, rejects
+
+
 def run_judge(cfg: JudgeConfig, judge_backend=None, policy_backend=None) -> dict:
+    """Run the whole job; return the summary that is also stored in ``run.json``.
+
+    Before any model loads: the output must be a folder that does not overlap the input,
+    an unfinished cai input is refused (unless ``allow_partial``), and the output folder
+    is locked against a second run for the whole job."""
+    check_not_overlapping(cfg.prompts, cfg.output)
+    check_input_complete(cfg.prompts, cfg.allow_partial)
+    with output_lock(cfg.output):
+        return _run_judge(cfg, judge_backend, policy_backend)
+
+
+def _run_judge(cfg: JudgeConfig, judge_backend=None, policy_backend=None) -> dict:
     rows, rejects = read_prompts(
         cfg.prompts, split=cfg.split, prompt_column=cfg.prompt_column, limit=cfg.limit
     )
     rows = select_shard(rows, cfg.num_shards, cfg.shard_index)
+    total = len(rows) + len(rejects)
     policy = policy_backend
     if cfg.num_candidates and policy is None:
         policy = (cfg.policy or cfg.judge).create()
@@ -211,8 +294,10 @@ def run_judge(cfg: JudgeConfig, judge_backend=None, policy_backend=None) -> dict
             if n >= 2:
                 keep.append(r)
             else:
-                rejects.append(Reject(r.index, r.id, f"fewer than 2 candidates ({n})", ""))
+                rejects.append(Reject(r.index, r.id, missing_candidates(r), _raw(r)))
         rows = keep
+    if not rows:
+        fail_without_rows(cfg.output, total, rejects)
     if cfg.verify_revisions is not None:
         plain = [r.id for r in rows if "revision" not in r.extra or "principle_ids" not in r.extra]
         if plain or cfg.num_candidates:
@@ -232,14 +317,23 @@ def run_judge(cfg: JudgeConfig, judge_backend=None, policy_backend=None) -> dict
         prompts_dir=str(cfg.prompts_dir) if cfg.prompts_dir else None,
     )
     job = JudgeJob(cfg, judge, policy)
+    rows, too_long = check_context(job, rows)
+    rejects += too_long
+    if not rows:
+        fail_without_rows(cfg.output, total, rejects)
     fingerprint = hashlib.sha256(
-        (repr(sorted(job.provenance.items())) + repr(cfg.model_dump(mode="json"))).encode()
+        (
+            repr(sorted(job.provenance.items()))
+            + repr(cfg.model_dump(mode="json", exclude={"allow_partial"}))
+        ).encode()
     ).hexdigest()[:16]
     result = run_chunks(rows, job, cfg.output, fingerprint=fingerprint,
                         settings=cfg.model_dump(mode="json"), chunk_size=cfg.chunk_size,
                         desc="judging")  # fmt: skip
     summary = judge_summary(result.rows, judge, result.seconds, rejects)
-    summary.update(resumed_rows=result.resumed, processed_rows=result.processed)
+    summary.update(
+        resumed_rows=result.resumed, processed_rows=result.processed, changed_rows=result.changed
+    )
     rows_out = result.rows
     if cfg.verify_revisions is not None:
         rows_out, summary["verified"] = verify_revisions(rows_out, cfg.verify_revisions)
@@ -252,6 +346,12 @@ def run_judge(cfg: JudgeConfig, judge_backend=None, policy_backend=None) -> dict
     if cfg.push_to_hub:
         summary["hub"] = push_to_hub(cfg.output, cfg.push_to_hub, private=cfg.private)
     return summary
+
+
+def _raw(row: PromptRow) -> str:
+    """A short view of a rejected row: its id, conversation and other columns."""
+    text = json.dumps({"conversation": row.conversation, **row.extra}, default=str)
+    return text if len(text) <= 500 else text[:499] + "…"
 
 
 def judge_summary(rows: list[dict], judge: Judge, seconds: float, rejects: list[Reject]) -> dict:
