@@ -20,8 +20,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from cai.calibration import (
     CalibrationItem,
     GoldPair,
@@ -33,6 +31,7 @@ from cai.calibration import (
 from cai.errors import CaiError
 from cai.files import write_json_atomic
 from cai.judge import ANSWER_PREFIX, Judge, PairItem
+from cai.progress import JobBar
 
 _SUFFIX = "The answer is:"
 CHUNK = 16
@@ -40,10 +39,11 @@ CHUNK = 16
 
 
 def _in_chunks(items: list, fn: Callable[[list], list], per_pair: int = 1) -> list:
-    """``fn`` over ``CHUNK`` pairs at a time (``per_pair`` items each), with a progress bar."""
+    """``fn`` over ``CHUNK`` pairs at a time (``per_pair`` items each), with a progress bar
+    that moves after each call and, inside it, with the backend's batches and tokens."""
     out: list = []
     step = CHUNK * per_pair
-    with tqdm(total=len(items) // per_pair, desc="calibrating", unit="pair") as bar:
+    with JobBar(total=len(items) // per_pair, desc="calibrating", unit="pair") as bar:
         for i in range(0, len(items), step):
             out += fn(items[i : i + step])
             bar.update(len(items[i : i + step]) // per_pair)

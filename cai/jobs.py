@@ -39,6 +39,7 @@ from cai.data import PromptRow, Reject, write_rejects
 from cai.errors import BackendError, CaiError
 from cai.files import write_json_atomic, write_text_atomic
 from cai.journal import RowJournal
+from cai.progress import JobBar
 
 
 def shard_of(row_id: str, num_shards: int) -> int:
@@ -178,27 +179,21 @@ def run_chunks(
         return chunk
 
     chunks = [pending[i : i + chunk_size] for i in range(0, len(pending), chunk_size)]
-    bar = tqdm(total=len(rows), initial=resumed, desc=desc, unit="row", dynamic_ncols=True)
+    # The bar moves as chunks end, and its stage and tok/s as the backend decodes.
+    bar = JobBar(total=len(rows), desc=desc, initial=resumed)
     pool = ThreadPoolExecutor(workers) if workers > 1 and len(chunks) > 1 else None
-    finished = 0
     try:
-        ends = (
-            map(attempt, chunks)
-            if pool is None
-            else (f.result() for f in as_completed([pool.submit(attempt, c) for c in chunks]))
-        )
-        for chunk in ends:
-            finished += len(chunk)
-            bar.update(len(chunk))
-            elapsed = time.perf_counter() - start
-            postfix = {"rows/s": f"{finished / elapsed:.2f}"}
-            if tokens is not None:
-                postfix["tok/s"] = f"{tokens() / elapsed:.1f}"
-            bar.set_postfix(postfix)
+        with bar:
+            ends = (
+                map(attempt, chunks)
+                if pool is None
+                else (f.result() for f in as_completed([pool.submit(attempt, c) for c in chunks]))
+            )
+            for chunk in ends:
+                bar.update(len(chunk), tokens() if tokens is not None else None)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-        bar.close()
     failed_file = out_dir / "failed.jsonl"
     if failed:
         write_text_atomic(failed_file, "".join(json.dumps(f) + "\n" for f in failed))

@@ -25,6 +25,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from cai import progress
 from cai.backends.base import Backend, Conversation, SamplingParams
 from cai.constitution import Constitution, comparison_question, row_rng
 from cai.prompts import render, template_data
@@ -168,6 +169,7 @@ class Judge:
         """P(option shown first is better) per conversation, with any raw text."""
         if self.mode == "generate":
             params = SamplingParams(**{**self.params.to_dict(), "max_new_tokens": 16, "n": 1})
+            progress.stage("verdicts")
             outs = self.backend.generate(convs, params)
             raws = [o[0].text for o in outs]
             choice = [parse_choice(t) for t in raws]
@@ -177,6 +179,7 @@ class Judge:
         prefix = ANSWER_PREFIX
         if self.mode == "cot":
             params = SamplingParams(**{**self.params.to_dict(), "stop": (COT_ANSWER,), "n": 1})
+            progress.stage("reasoning")
             raws = [o[0].text for o in self.backend.generate(convs, params)]
         scored = [
             c
@@ -188,6 +191,7 @@ class Judge:
             ]
             for c, r in zip(convs, raws)
         ]
+        progress.stage("scoring")
         scores = self.backend.score_options(scored, list(OPTIONS))
         return [softmax2(a, b) for a, b in scores], raws, 0
 

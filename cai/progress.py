@@ -152,15 +152,18 @@ def add_tokens(n: int, done: int = 0) -> None:
         r.add_tokens(n, done)
 
 
-def response(data: Any) -> Any:
-    """An HTTP backend got ``data`` (a JSON body): count its completion tokens and one
-    request done. Returns ``data`` unchanged, so the call wraps the parse in place."""
+def response(answer: Any) -> Any:
+    """An HTTP backend got a good ``answer``: one request done, and its tokens counted
+    (``answer.num_tokens`` of a ``Generation``, or ``usage.completion_tokens`` of a JSON
+    body; scores count none). Returns ``answer`` unchanged, to wrap a call in place."""
     r = _current
     if r is not None:
-        usage = data.get("usage") if isinstance(data, dict) else None
-        tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+        tokens = getattr(answer, "num_tokens", None)
+        if isinstance(answer, dict):
+            usage = answer.get("usage")
+            tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
         r.add_tokens(tokens if isinstance(tokens, int) and tokens > 0 else 0, done=1)
-    return data
+    return answer
 
 
 def listening_now() -> bool:

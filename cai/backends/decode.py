@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
+from cai import progress
 from cai.backends.base import SamplingParams
 from cai.backends.prefix_attention import active_prefix, install
 
@@ -190,10 +191,15 @@ class Decoder:
         eos = self.eos
         for step in range(max_new):
             nxt = self._sample(logits.float(), seen, uniform[rows, step], params)
+            live = 0
             for r, t in zip(rows.tolist(), nxt.tolist()):
                 out[r].append(t)
+                if done[r]:
+                    continue
+                live += 1
                 if t in eos or (stop_check is not None and stop_check(out[r])):
                     done[r] = stopped[r] = True
+            progress.add_tokens(live)  # tokens of the rows still going: the bar's tok/s
             if step == max_new - 1:
                 break
             active = torch.tensor([not done[r] for r in rows.tolist()], device=dev)

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from cai import progress
 from cai.backends.base import (
     Conversation,
     Generation,
@@ -28,6 +29,23 @@ from cai.models import resolve_model
 def _batches(items: Sequence[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
+
+
+class _TokenCounter:
+    """A ``generate`` streamer that reports each step's new non-pad tokens to ``progress``."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+        self.prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:  # the first call carries the prompts
+            self.prompt_seen = True
+            return
+        progress.add_tokens(int((value != self.pad_id).sum()))
+
+    def end(self) -> None:
+        pass
 
 
 class TransformersBackend:
@@ -139,6 +157,7 @@ class TransformersBackend:
         jobs = [i for i in range(len(conversations)) for _ in range(params.n)]
         order = sorted(range(len(jobs)), key=lambda j: -len(prompts[jobs[j]]))
         results: list[Generation | None] = [None] * len(jobs)
+        progress.begin(len(jobs))
         for b, chunk in enumerate(_batches(order, self.batch_size)):
             batch = [prompts[jobs[j]] for j in chunk]
             if self.engine == "cai":
@@ -147,6 +166,7 @@ class TransformersBackend:
                 rows = self._hf_generate(batch, params, b)
             for row, j in zip(rows, chunk):
                 results[j] = self._finish(row, params.stop)
+            progress.advance(len(chunk))
         grouped: list[list[Generation]] = [[] for _ in conversations]
         for j, i in enumerate(jobs):
             grouped[i].append(results[j])  # type: ignore[arg-type]
@@ -185,6 +205,7 @@ class TransformersBackend:
             tokenizer=self.tokenizer if params.stop else None,
             pad_token_id=self.pad_id,
             eos_token_id=sorted(self.eos_ids),
+            streamer=_TokenCounter(self.pad_id) if progress.listening_now() else None,
         )
         return out[:, ids.shape[1] :].tolist()
 
@@ -205,6 +226,7 @@ class TransformersBackend:
                 seqs.append((ci, oi, ctx + cont, len(cont)))
         scores = [[0.0] * len(options) for _ in conversations]
         order = sorted(range(len(seqs)), key=lambda s: -len(seqs[s][2]))
+        progress.begin(len(seqs))
         for chunk in _batches(order, self.batch_size):
             ids, mask = self._left_pad([seqs[s][2] for s in chunk])
             keep = max(seqs[s][3] for s in chunk) + 1
@@ -218,4 +240,5 @@ class TransformersBackend:
             for row, s in enumerate(chunk):
                 ci, oi, _, n = seqs[s]
                 scores[ci][oi] = float(token_lp[row, -n:].sum())
+            progress.advance(len(chunk))
         return scores

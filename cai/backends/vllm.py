@@ -21,10 +21,13 @@ transformers.
 
 from __future__ import annotations
 
+import inspect
+import io
 import logging
 import os
 from typing import Any
 
+from cai import progress
 from cai.backends.base import (
     Conversation,
     Generation,
@@ -61,6 +64,31 @@ def _on_cpu() -> bool:
     from vllm.platforms import current_platform
 
     return current_platform.is_cpu()
+
+
+def _takes_tqdm_class(generate) -> bool:
+    """Whether ``LLM.generate``'s ``use_tqdm`` accepts a tqdm class (newer vLLM does)."""
+    try:
+        param = inspect.signature(generate).parameters.get("use_tqdm")
+    except (TypeError, ValueError):
+        return False
+    return param is not None and "Callable" in str(param.annotation)
+
+
+def _request_counter() -> Any:
+    """A silent tqdm class for ``use_tqdm``: each finished request is ``progress.advance``."""
+    from tqdm import tqdm
+
+    class Requests(tqdm):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.update(file=io.StringIO(), mininterval=float("inf"), disable=False)
+            super().__init__(*args, **kwargs)
+
+        def update(self, n: float | None = 1) -> bool | None:
+            progress.advance(int(n or 0))
+            return super().update(n)
+
+    return Requests
 
 
 class VLLMBackend:
@@ -161,9 +189,22 @@ class VLLMBackend:
             skip_special_tokens=True,
         )
 
-    def _run(self, prompts: list[list[int]], sampling: list[Any]) -> list[Any]:
+    def _run(
+        self, prompts: list[list[int]], sampling: list[Any], scoring: bool = False
+    ) -> list[Any]:
         tokens = [self._vllm.TokensPrompt(prompt_token_ids=p) for p in prompts]
-        return self.llm.generate(tokens, sampling, use_tqdm=False)
+        if not progress.listening_now():
+            return self.llm.generate(tokens, sampling, use_tqdm=False)
+        # A job listens: each finished request moves its bar (if this vLLM takes a tqdm
+        # class), and the call's generated tokens are counted when it returns.
+        progress.begin(len(prompts))
+        per_request = _takes_tqdm_class(self.llm.generate)
+        outputs = self.llm.generate(
+            tokens, sampling, use_tqdm=_request_counter() if per_request else False
+        )
+        new = 0 if scoring else sum(len(o.token_ids) for out in outputs for o in out.outputs)
+        progress.add_tokens(new, done=0 if per_request else len(prompts))
+        return outputs
 
     def cache_stats(self) -> dict[str, float]:
         """Prefix-cache queries and hits (in tokens) since the engine started."""
@@ -210,7 +251,7 @@ class VLLMBackend:
                 cont = option_token_ids(self.tokenizer, ctx, text, option)
                 seqs.append((ctx + cont, len(cont)))
         one = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
-        outputs = self._run([ids for ids, _ in seqs], [one] * len(seqs))
+        outputs = self._run([ids for ids, _ in seqs], [one] * len(seqs), scoring=True)
         flat: list[float] = []
         for (ids, n), out in zip(seqs, outputs):
             lps = out.prompt_logprobs

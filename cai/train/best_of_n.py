@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from cai import __version__
+from cai import __version__, progress
 from cai.data import PromptRow, read_prompts
 from cai.jobs import finish_run, run_chunks
 from cai.output import DatasetCard, markdown_table, push_to_hub, split_rows, write_dataset
@@ -38,7 +38,9 @@ def run_best_of_n(cfg: BestOfNConfig, reward_fn: RewardFn | None = None, backend
     }
 
     def process(chunk: list[PromptRow]) -> list[dict]:
+        progress.stage("samples")
         outs = policy.generate([r.conversation for r in chunk], params)
+        progress.stage("rewards")
         out = []
         for row, gens in zip(chunk, outs):
             texts = [g.text.strip() for g in gens]
