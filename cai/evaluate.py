@@ -37,11 +37,14 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from cai import progress
 from cai.config import EvalConfig
 from cai.data import PromptRow, read_prompts
 from cai.errors import CaiError
 
 BENIGN_HINTS = ("helpful", "benign")
+SCORE_CHUNK = 64
+"""Responses per scorer call, and pairs per judge call: the progress bars move after each."""
 
 
 def slug(name: str) -> str:
@@ -76,6 +79,7 @@ def generate_responses(cfg: EvalConfig, model: str, prompts, backend=None) -> li
         if state["backend"] is None:
             engine = cfg.engine.model_copy(update={"model": model, "batch_size": cfg.batch_size})
             state["backend"] = engine.create()
+        progress.stage("answers")
         outs = state["backend"].generate([r.conversation for r in chunk], params)
         return [
             {
@@ -166,18 +170,24 @@ def _apply(rows: list[dict], name: str, fn, batch_fn: bool = True) -> None:
     for r in rows:
         if not r["response"].strip():
             r["unscored"][name] = "empty response"
-    try:
-        values = fn(usable)
-    except Exception as batch_error:  # retry one by one so that one bad row costs only itself
-        values = []
-        for r in usable:
+    values: list = []
+    batch_error: Exception | None = None
+    with progress.JobBar(total=len(usable), desc=f"scoring {name}", unit="response") as bar:
+        for start in range(0, len(usable), SCORE_CHUNK):
+            part = usable[start : start + SCORE_CHUNK]
             try:
-                values.append(fn([r])[0])
-            except Exception as e:
-                values.append(None)
-                r["unscored"][name] = f"{type(e).__name__}: {e}"[:200]
-        if all(v is None for v in values) and usable:
-            print(f"scorer {name} failed on every response: {batch_error}")
+                values += fn(part)
+            except Exception as failure:  # retry one by one: one bad row costs only itself
+                batch_error = failure
+                for r in part:
+                    try:
+                        values.append(fn([r])[0])
+                    except Exception as e:
+                        values.append(None)
+                        r["unscored"][name] = f"{type(e).__name__}: {e}"[:200]
+            bar.update(len(part))
+    if batch_error is not None and all(v is None for v in values) and usable:
+        print(f"scorer {name} failed on every response: {batch_error}")
     for r, v in zip(usable, values):
         if v is not None:
             r["scores"][name] = v
@@ -261,7 +271,11 @@ def win_rates(cfg: EvalConfig, rows: list[dict], baseline: str, judge) -> dict[s
         ]
         if not items:
             continue
-        results = judge.judge(items)
+        results = []
+        with progress.JobBar(total=len(items), desc=f"win rate of {model}", unit="pair") as bar:
+            for start in range(0, len(items), SCORE_CHUNK):
+                results += judge.judge(items[start : start + SCORE_CHUNK])
+                bar.update(len(items[start : start + SCORE_CHUNK]))
         wins = [1.0 if x.p_a > 0.5 else 0.5 if x.p_a == 0.5 else 0.0 for x in results]
         for item, res in zip(items, results):
             first[(model, item.id.split(":", 1)[1])]["scores"]["p_beats_baseline"] = res.p_a

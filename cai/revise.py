@@ -34,7 +34,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cai import __version__
+from cai import __version__, progress
 from cai.backends.base import Backend, Conversation, Generation, SamplingParams
 from cai.cleanup import DEFAULT_STOPS, clean_generation, cut_stops, says_no_change
 from cai.constitution import Constitution, Principle, row_rng, sample_principle
@@ -148,6 +148,7 @@ class Reviser:
         self, stage: str, rows: list[PromptRow], convs: list[Conversation]
     ) -> list[Generation]:
         """One batched call for every conversation that misses the cache."""
+        progress.stage(stage)
         start = time.perf_counter()
         settings = {k: v for k, v in self.params.to_dict().items() if k not in ("seed", "n")}
         keys = [
