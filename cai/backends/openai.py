@@ -28,6 +28,18 @@ An open final assistant message is continued with vLLM's extra fields
 fields (OpenAI itself) then answer 400, which fails loudly rather than scoring wrongly.
 
 ``"auto"`` picks ``"echo"`` when a tokenizer is given, else ``"top_logprobs"``.
+
+A server that misbehaves costs a failed attempt, never a hang or a traceback. Each
+attempt has an overall deadline of ``timeout`` seconds (httpx's own timeout is per read,
+so a server that drips one byte at a time would otherwise hold a request forever). A 200
+answer that is not usable counts like a 5xx: retried, then ``BackendError`` naming what
+was wrong (batch jobs then record the row in ``failed.jsonl``). Unusable means: not JSON
+(truncated, or an HTML page), a body over the byte cap (``body_cap``), no ``choices``, no
+``message``, ``content`` null or not a string, malformed log-probs. A well-formed answer
+without log-probs where they were asked for fails at once, like a 4xx: the server does
+not support them, and retrying will not change that. The body is read as a stream and
+dropped as soon as it passes the cap, so a 50 MB answer is never held; an answer's text
+is bounded by ``max_tokens`` too (``CHARS_PER_TOKEN``), cut with finish reason "length".
 """
 
 from __future__ import annotations
@@ -36,12 +48,13 @@ import asyncio
 import concurrent.futures
 import email.utils
 import itertools
+import json
 import logging
 import math
 import os
 import random
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from cai import progress
@@ -68,6 +81,19 @@ MAX_RETRY_AFTER = 30.0
 """Longest wait, in seconds, that a server's Retry-After header can impose."""
 FINISH_REASONS = {"length": "length", "max_tokens": "length", "model_length": "length"}
 """Server finish reasons meaning "cut by the token limit"; every other one means "stop"."""
+MIN_BODY_BYTES = 256 * 1024
+"""Every answer body may have this many bytes (JSON envelope, usage, ids, error texts)."""
+BYTES_PER_TOKEN = 256
+"""Further body bytes per ``max_tokens``: a token is at most a few dozen characters, each
+at most 6 bytes once JSON-escaped (``\\uXXXX``)."""
+ECHO_BYTES_PER_PROMPT_BYTE = 512
+"""Further body bytes per byte of an echoed prompt: each prompt token comes back with its
+text, log-prob, top log-probs and offset (about 200 bytes), and a token is at least one byte."""
+CHARS_PER_TOKEN = 64
+"""An answer's text is cut to ``max_tokens * CHARS_PER_TOKEN`` characters (finish reason
+"length"): no tokenizer has tokens that long, so only a misbehaving server is cut."""
+ERROR_BODY_BYTES = 64 * 1024
+"""Most bytes read of an error answer (4xx, 5xx): enough for its message."""
 
 
 def _import_httpx() -> Any:
@@ -88,21 +114,21 @@ def _run_sync(coro: Coroutine[Any, Any, Any]) -> Any:
         return pool.submit(asyncio.run, coro).result()
 
 
-def _server_message(resp: httpx.Response) -> str:
+def _server_message(raw: bytes, reason: str) -> str:
     """The error message from an OpenAI, vLLM or TGI error body, else the raw text."""
     try:
-        data = resp.json()
-    except ValueError:
-        return resp.text[:500].strip() or resp.reason_phrase
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return raw[:500].decode("utf-8", "replace").strip() or reason
     err = data.get("error", data) if isinstance(data, dict) else data
     if isinstance(err, dict):
         err = err.get("message") or err.get("detail") or err
     return str(err)[:500]
 
 
-def _retry_after(resp: httpx.Response) -> float | None:
+def _retry_after(headers: httpx.Headers) -> float | None:
     """Seconds asked for by a Retry-After header (number or HTTP date), bounded."""
-    value = resp.headers.get("retry-after")
+    value = headers.get("retry-after")
     if not value:
         return None
     try:
@@ -113,6 +139,74 @@ def _retry_after(resp: httpx.Response) -> float | None:
         except (TypeError, ValueError):
             return None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def body_cap(body: dict) -> int:
+    """Most bytes an answer to ``body`` may have (see ``MIN_BODY_BYTES`` and the next ones).
+
+    For ``max_tokens`` 8 that is 258 KiB, so a 50 MB answer is refused after 258 KiB.
+    """
+    cap = MIN_BODY_BYTES + BYTES_PER_TOKEN * max(0, int(body.get("max_tokens") or 0))
+    if body.get("echo"):
+        cap += ECHO_BYTES_PER_PROMPT_BYTE * len(str(body.get("prompt") or "").encode())
+    return cap
+
+
+class BadAnswer(Exception):
+    """A 200 answer that cannot be used; a failed attempt, retried like a 5xx."""
+
+
+def _json_kind(value: Any) -> str:
+    """The JSON name of ``value``'s type, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return {str: "a string", list: "an array", dict: "an object"}.get(type(value), "a value")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+def _first_choice(data: Any) -> dict:
+    """``data["choices"][0]``, checked to be an object."""
+    if not isinstance(data, dict):
+        raise BadAnswer(f"a body that is {_json_kind(data)}, not an object")
+    choices = data.get("choices")
+    if choices is None:
+        raise BadAnswer("no choices")
+    if not isinstance(choices, list):
+        raise BadAnswer(f"choices that is {_json_kind(choices)}, not a list")
+    if not choices:
+        raise BadAnswer("an empty choices list")
+    if not isinstance(choices[0], dict):
+        raise BadAnswer(f"choices[0] that is {_json_kind(choices[0])}, not an object")
+    return choices[0]
+
+
+def _usage(data: dict, default: int) -> int:
+    """``usage.completion_tokens`` if it is a non-negative integer, else ``default``."""
+    usage = data.get("usage")
+    tokens = _count(usage.get("completion_tokens")) if isinstance(usage, dict) else None
+    return default if tokens is None else tokens
+
+
+def _is_entry(entry: Any) -> bool:
+    """Whether ``entry`` is a top-logprobs entry: a token string and a number."""
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("token"), str)
+        and _is_number(entry.get("logprob"))
+    )
+
+
+def _count(value: Any) -> int | None:
+    """A token count from ``usage``, or None if it is not a non-negative integer."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return value if ok else None
 
 
 def _top_score(rest: str, candidates: dict[str, float]) -> float | None:
@@ -195,10 +289,42 @@ class OpenAIBackend:
     def _redact(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key else text
 
+    async def _send(self, client: Any, url: str, body: dict) -> tuple[int, str, Any, bytes]:
+        """One POST: status, reason, headers and body, read as a stream up to its cap.
+
+        Raises ``BadAnswer`` on a 2xx/3xx body over ``body_cap(body)`` (declared or
+        streamed); an error body is cut at ``ERROR_BODY_BYTES``, being only a message.
+        """
+        async with client.stream("POST", url, json=body) as resp:
+            ok = resp.status_code < 400
+            cap = body_cap(body) if ok else ERROR_BODY_BYTES
+            declared = resp.headers.get("content-length", "")
+            if ok and declared.isdigit() and int(declared) > cap:
+                raise BadAnswer(f"a body of {int(declared)} bytes, over the cap of {cap}")
+            chunks, size = [], 0
+            async for chunk in resp.aiter_bytes():
+                size += len(chunk)
+                if size > cap:
+                    if ok:
+                        raise BadAnswer(f"a body over the cap of {cap} bytes")
+                    chunks.append(chunk[: cap - size])
+                    break
+                chunks.append(chunk)
+            return resp.status_code, resp.reason_phrase, resp.headers, b"".join(chunks)
+
     async def _post(
-        self, client: Any, sem: asyncio.Semaphore, path: str, body: dict
-    ) -> tuple[str, dict]:
-        """POST with retries; returns the base URL that answered and the JSON body."""
+        self,
+        client: Any,
+        sem: asyncio.Semaphore,
+        path: str,
+        body: dict,
+        parse: Callable[[str, Any], Any],
+    ) -> Any:
+        """POST with retries and a deadline per attempt; returns ``parse(base_url, json)``.
+
+        ``parse`` raises ``BadAnswer`` for an unusable answer (retried) or ``CaiError``
+        for one that retrying cannot mend.
+        """
         httpx = self._httpx
         last = ""
         for attempt in range(self.max_retries + 1):
@@ -206,39 +332,62 @@ class OpenAIBackend:
             url, wait = base + path, None
             async with sem:
                 try:
-                    resp = await client.post(url, json=body)
-                except httpx.TransportError as e:  # connection errors and timeouts
+                    status, reason, headers, raw = await asyncio.wait_for(
+                        self._send(client, url, body), self.timeout
+                    )
+                except httpx.RequestError as e:  # connection errors, read timeouts, bad gzip
                     last = f"{type(e).__name__}: {e}".rstrip(": ")
+                except TimeoutError:  # the whole-request deadline
+                    last = f"no complete answer within the {self.timeout:g} s timeout"
+                except BadAnswer as e:
+                    last = f"HTTP 200 with {e}"
                 else:
-                    if resp.status_code < 400:
+                    if status < 400:
                         try:
-                            return base, progress.response(resp.json())  # the job's bar
-                        except ValueError:
-                            raise CaiError(f"{url} answered with invalid JSON") from None
-                    message = self._redact(_server_message(resp))
-                    if resp.status_code != 429 and resp.status_code < 500:
-                        raise CaiError(f"{url} answered HTTP {resp.status_code}: {message}")
-                    last, wait = f"HTTP {resp.status_code}: {message}", _retry_after(resp)
+                            data = self._json(raw)
+                            result = parse(base, data)
+                            progress.response(data)  # the job's bar: only usable answers count
+                            return result
+                        except BadAnswer as e:
+                            last = f"HTTP {status} with {e}"
+                    else:
+                        message = self._redact(_server_message(raw, reason))
+                        if status != 429 and status < 500:
+                            raise CaiError(f"{url} answered HTTP {status}: {message}")
+                        last, wait = f"HTTP {status}: {message}", _retry_after(headers)
             if attempt < self.max_retries:
                 delay = self.backoff * 2**attempt * (1 + 0.25 * random.random())
                 await asyncio.sleep(delay if wait is None else wait)
         tries = self.max_retries + 1
         raise BackendError(f"{url} failed after {tries} attempts; last error: {self._redact(last)}")
 
-    def _post_all(self, path: str, bodies: list[dict]) -> list[tuple[str, dict]]:
-        """POST every body (plus the model name) concurrently; answers in the same order."""
+    def _json(self, raw: bytes) -> Any:
+        """The parsed body; ``BadAnswer`` (quoting its start) if it is not JSON."""
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError):
+            start = raw[:60].decode("utf-8", "replace")
+            raise BadAnswer(f"invalid JSON ({len(raw)} bytes, starting {start!r})") from None
+
+    def _post_all(
+        self, path: str, bodies: list[dict], parse: Callable[[int, str, Any], Any]
+    ) -> list[Any]:
+        """POST every body (plus the model name) concurrently; ``parse(i, base_url, json)``
+        of each answer, in the same order."""
         httpx = self._httpx
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         bodies = [{"model": self.model_name, **b} for b in bodies]
 
-        async def main() -> list[tuple[str, dict]]:
+        async def main() -> list[Any]:
             sem = asyncio.Semaphore(self.max_in_flight)
             limits = httpx.Limits(max_connections=self.max_in_flight)
             kw = {"timeout": self.timeout, "headers": headers, "limits": limits}
             async with httpx.AsyncClient(**kw) as client:
-                return list(
-                    await asyncio.gather(*(self._post(client, sem, path, b) for b in bodies))
+                posts = (
+                    self._post(client, sem, path, b, lambda base, data, i=i: parse(i, base, data))
+                    for i, b in enumerate(bodies)
                 )
+                return list(await asyncio.gather(*posts))
 
         return _run_sync(main()) if bodies else []
 
@@ -276,20 +425,43 @@ class OpenAIBackend:
                 if params.repetition_penalty != 1.0:
                     body["repetition_penalty"] = params.repetition_penalty
                 bodies.append(body)
-        answers = iter(self._post_all("/chat/completions", bodies))
-        return [
-            [self._generation(*next(answers), params.stop) for _ in range(params.n)]
-            for _ in conversations
-        ]
+        limit = params.max_new_tokens
+
+        def parse(i: int, base: str, data: Any) -> Generation:
+            return self._generation(base, data, params.stop, limit)
+
+        answers = iter(self._post_all("/chat/completions", bodies, parse))
+        return [[next(answers) for _ in range(params.n)] for _ in conversations]
 
     @staticmethod
-    def _generation(base: str, data: dict, stops: tuple[str, ...]) -> Generation:
-        choice = data["choices"][0]
-        text, stopped = cut_at_stop(choice["message"].get("content") or "", stops)
-        reason = FINISH_REASONS.get(choice.get("finish_reason") or "", "stop")
+    def _generation(base: str, data: Any, stops: tuple[str, ...], max_tokens: int) -> Generation:
+        """The answer in ``data``, checked, and cut to ``max_tokens`` (``CHARS_PER_TOKEN``).
+
+        An empty string is an answer; a null or missing ``content`` is not (``BadAnswer``).
+        """
+        choice = _first_choice(data)
+        message = choice.get("message")
+        if message is None:
+            raise BadAnswer("no choices[0].message")
+        if not isinstance(message, dict):
+            raise BadAnswer(f"choices[0].message that is {_json_kind(message)}, not an object")
+        content = message.get("content")
+        if content is None:
+            raise BadAnswer("choices[0].message.content null or missing")
+        if not isinstance(content, str):
+            raise BadAnswer(f"choices[0].message.content that is {_json_kind(content)}")
+        bound = max(1, max_tokens) * CHARS_PER_TOKEN
+        text, stopped = cut_at_stop(content[:bound], stops)
+        finish = choice.get("finish_reason")
+        reason = FINISH_REASONS.get(finish if isinstance(finish, str) else "", "stop")
+        if len(content) > bound:
+            reason = "length"
         reason = "stop" if stopped else reason
-        tokens = int((data.get("usage") or {}).get("completion_tokens") or 0)
-        return Generation(text, tokens, reason, raw={"id": data.get("id"), "base_url": base})
+        tokens = _usage(data, 0)
+        if tokens > max_tokens > 0:  # the server says it went past the limit: it stopped there
+            tokens, reason = max_tokens, "stop" if stopped else "length"
+        answer_id = data.get("id") if isinstance(data.get("id"), str) else None
+        return Generation(text, tokens, reason, raw={"id": answer_id, "base_url": base})
 
     def score_options(
         self, conversations: list[Conversation], options: list[str]
@@ -310,17 +482,33 @@ class OpenAIBackend:
         # max_tokens=1: vLLM needs at least one; add_special_tokens: the template has them.
         common = {"max_tokens": 1, "echo": True, "logprobs": 1, "temperature": 0.0}
         bodies = [{"prompt": p, **common, "add_special_tokens": False} for _, p in prompts]
-        scores = []
-        for (base, data), (text, prompt) in zip(self._post_all("/completions", bodies), prompts):
-            lp = data["choices"][0]["logprobs"]
-            generated = int((data.get("usage") or {}).get("completion_tokens") or 1)
-            n_prompt = len(lp["token_logprobs"]) - generated  # echoed prompt tokens only
-            pairs = zip(lp["token_logprobs"][:n_prompt], lp["text_offset"][:n_prompt])
+
+        def parse(i: int, base: str, data: Any) -> float:
+            text, prompt = prompts[i]
+            lp = _first_choice(data).get("logprobs")
+            if lp is None:
+                msg = "gave no log-probs: does it support echo? use scoring='top_logprobs'"
+                raise CaiError(f"{base}/completions {msg}")
+            values = lp.get("token_logprobs") if isinstance(lp, dict) else None
+            offsets = lp.get("text_offset") if isinstance(lp, dict) else None
+            if not (isinstance(values, list) and isinstance(offsets, list)) or (
+                len(values) != len(offsets)
+            ):
+                raise BadAnswer("choices[0].logprobs without token_logprobs and text_offset")
+            if not all(v is None or _is_number(v) for v in values) or not all(
+                _count(at) is not None for at in offsets
+            ):
+                raise BadAnswer("choices[0].logprobs with a log-prob or offset not a number")
+            generated = _usage(data, 1) or 1
+            n_prompt = len(values) - generated  # echoed prompt tokens only
+            pairs = zip(values[:n_prompt], offsets[:n_prompt])
             picked = [v for v, at in pairs if v is not None and len(text) <= at < len(prompt)]
             if len(prompt) > len(text) and not picked:
                 msg = "did not echo the prompt's log-probs; use scoring='top_logprobs'"
                 raise CaiError(f"{base}/completions {msg}")
-            scores.append(float(sum(picked)))
+            return float(sum(picked))
+
+        scores = self._post_all("/completions", bodies, parse)
         k = len(options)
         return [scores[i * k : (i + 1) * k] for i in range(len(conversations))]
 
@@ -340,16 +528,26 @@ class OpenAIBackend:
             top = {"max_tokens": 1, "logprobs": True, "top_logprobs": TOP_LOGPROBS}
             bodies.append({"messages": messages, **top, "temperature": 0.0})
             bodies[-1].update(self._continuation(messages))
-        results = []
-        for base, data in self._post_all("/chat/completions", bodies):
-            content = ((data["choices"][0].get("logprobs") or {}).get("content") or [None])[0]
+
+        def parse(i: int, base: str, data: Any) -> list[float]:
+            lp = _first_choice(data).get("logprobs")
+            content = lp.get("content") if isinstance(lp, dict) else lp
             if not content:
                 raise CaiError(f"{base}/chat/completions gave no top_logprobs: is it supported?")
+            first = content[0] if isinstance(content, list) else None
+            top = first.get("top_logprobs") if isinstance(first, dict) else None
+            if not (top is None or isinstance(top, list)):
+                kind = _json_kind(top)
+                raise BadAnswer(f"choices[0].logprobs.content[0].top_logprobs that is {kind}")
+            entries = [first, *(top or [])]
+            if not all(_is_entry(e) for e in entries):
+                raise BadAnswer("choices[0].logprobs.content[0] without a token and its logprob")
             candidates: dict[str, float] = {}
-            for entry in [content, *(content.get("top_logprobs") or [])]:
+            for entry in entries:
                 token, value = entry["token"], float(entry["logprob"])
                 candidates[token] = max(value, candidates.get(token, -math.inf))
             floor = min(candidates.values()) - math.log(2)
             row = [_top_score(o[len(prefix) :], candidates) for o in options]
-            results.append([floor if s is None else s for s in row])
-        return results
+            return [floor if s is None else s for s in row]
+
+        return self._post_all("/chat/completions", bodies, parse)
