@@ -14,7 +14,8 @@ through a few module functions, with no object passed down to it:
 They go to the reporter a job installs with ``listening(reporter)`` and cost one global
 read when nobody listens. ``JobBar`` is a job's tqdm bar of finished rows that listens:
 its postfix shows the stage, the stage's items and tok/s, redrawn as the hooks fire (at
-most every ``REFRESH_SECONDS``), so the bar moves inside a chunk, not only between chunks::
+most every ``REFRESH_SECONDS`` on a terminal, ``LOG_REFRESH_SECONDS`` into a log file), so
+the bar moves inside a chunk, not only between chunks::
 
     revisions:  0%|     | 0/32 [00:04<?, ?row/s, stage=critique 16/32, tok/s=41.3]
 
@@ -32,6 +33,8 @@ from typing import Any
 
 REFRESH_SECONDS = 0.5
 """Least time between two redraws caused by hooks; a new stage redraws at once."""
+LOG_REFRESH_SECONDS = 10.0
+"""The same when the bar goes to a file or pipe, not a terminal: a long job's log stays small."""
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,13 @@ def listening_now() -> bool:
     return _current is not None
 
 
+def _is_tty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
 class JobBar:
     """A tqdm bar of finished rows that also shows the live stage, its items and tok/s.
 
@@ -194,6 +204,9 @@ class JobBar:
         self.bar = tqdm(
             total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, **tqdm_kwargs
         )
+        if interval is None:
+            live = _is_tty(self.bar.fp) or "notebook" in type(self.bar).__module__
+            interval = REFRESH_SECONDS if live else LOG_REFRESH_SECONDS
         self.reporter = Reporter(self._tick, interval)
         self.unit = unit
         self.finished = 0

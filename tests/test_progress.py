@@ -20,6 +20,7 @@ def events(monkeypatch):
     """Record, in order, every redraw of a job's bar and every journal append."""
     log: list[tuple] = []
     monkeypatch.setattr(progress, "REFRESH_SECONDS", 0.0)  # redraw on every hook call
+    monkeypatch.setattr(progress, "LOG_REFRESH_SECONDS", 0.0)  # (stderr is captured here)
     tick = progress.JobBar._tick
 
     def recording_tick(self, snap):
@@ -169,3 +170,32 @@ def test_http_backend_reports_every_response(tiny_backend):
                             SamplingParams(max_new_tokens=7))  # fmt: skip
     assert [t.done for t in ticks[1:]] == [1, 2, 3, 4, 5]  # one tick per response
     assert ticks[-1].tokens == 35 and ticks[-1].stage == "critique"
+
+
+def test_calibrate_bar_listens_inside_each_judge_call(events):
+    from cai.calibrate_run import CHUNK, _in_chunks
+
+    def judge_call(batch):
+        progress.stage("scoring")
+        progress.add_tokens(0, done=len(batch))
+        return batch
+
+    assert _in_chunks(list(range(2 * CHUNK + 3)), judge_call) == list(range(2 * CHUNK + 3))
+    ticks = [snap for kind, snap in events if kind == "tick"]
+    assert [t.done for t in ticks if t.stage == "scoring" and t.done][:3] == [CHUNK, CHUNK, 3]
+
+
+def test_evaluate_scores_in_chunks_and_its_bar_moves_per_chunk(monkeypatch):
+    from cai import evaluate
+
+    moves: list[int] = []
+    update = progress.JobBar.update
+    monkeypatch.setattr(
+        progress.JobBar, "update", lambda self, n, tokens=None: (moves.append(n), update(self, n))
+    )
+    c = evaluate.SCORE_CHUNK
+    rows = [{"response": f"r{i}", "scores": {}, "unscored": {}} for i in range(2 * c + 22)]
+    calls: list[int] = []
+    evaluate._apply(rows, "length", lambda rs: calls.append(len(rs)) or [1] * len(rs))
+    assert calls == moves == [c, c, 22]
+    assert all(r["scores"]["length"] == 1 for r in rows)
