@@ -226,7 +226,9 @@ class JobBar:
         """The bar's postfix: stage (with its items), rows/s once rows finish, tok/s."""
         out: dict[str, str] = {}
         if snap.stage:
-            count = f"{snap.done}/{snap.total}" if snap.total else str(snap.done or "")
+            count = (
+                f"{min(snap.done, snap.total)}/{snap.total}" if snap.total else str(snap.done or "")
+            )
             out["stage"] = f"{snap.stage} {count}".strip()
         elapsed = max(snap.seconds, 1e-9)
         if self.finished:
