@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -199,3 +200,33 @@ def test_evaluate_scores_in_chunks_and_its_bar_moves_per_chunk(monkeypatch):
     evaluate._apply(rows, "length", lambda rs: calls.append(len(rs)) or [1] * len(rs))
     assert calls == moves == [c, c, 22]
     assert all(r["scores"]["length"] == 1 for r in rows)
+
+
+def test_vllm_backend_reports_each_finished_request_through_a_tqdm_class():
+    """A stand-in for ``vllm.LLM.generate``, which takes a tqdm class as ``use_tqdm``."""
+    from types import SimpleNamespace
+
+    from cai.backends.vllm import VLLMBackend
+
+    class FakeLLM:
+        def generate(self, prompts, sampling, use_tqdm: bool | Callable = True):
+            bar = use_tqdm and use_tqdm(total=len(prompts), desc="Processed", dynamic_ncols=True)
+            outs = []
+            for _ in prompts:
+                outs.append(SimpleNamespace(outputs=[SimpleNamespace(token_ids=[1, 2, 3])]))
+                if bar:
+                    assert bar.format_dict["elapsed"] >= 0  # vLLM divides by it
+                    bar.update(1)
+            if bar:
+                bar.close()
+            return outs
+
+    backend = object.__new__(VLLMBackend)
+    backend.llm = FakeLLM()
+    backend._vllm = SimpleNamespace(TokensPrompt=lambda prompt_token_ids: prompt_token_ids)
+    ticks: list[progress.Snapshot] = []
+    with progress.listening(progress.Reporter(ticks.append, interval=0)):
+        backend._run([[1], [2], [3]], [None] * 3)
+    assert [t.done for t in ticks] == [0, 1, 2, 3, 3]  # begin, each request, the tokens
+    assert ticks[-1].total == 3 and ticks[-1].tokens == 9
+    assert backend._run([[1]], [None]) and not ticks[5:]  # nobody listening: no hooks
