@@ -2,7 +2,9 @@
 
 1. **Responses.** Each model answers every prompt of every set ``samples`` times (seeded
    per row, so models see the same draws), or existing responses are read from a dataset.
-   Generation is chunked and resumable (``responses/<model>/``).
+   Generation is chunked and resumable (``responses/<model>/``) while the model's
+   content identity (``cai.models.model_identity``) is unchanged: a model retrained in
+   the same folder answers again.
 2. **Scores** per response, every one kept (``scores.jsonl``):
    - ``toxicity``: six Jigsaw labels from the offline classifier (or a named Hugging Face
      classifier); ``toxic`` is the toxicity score;
@@ -91,7 +93,10 @@ def generate_responses(cfg: EvalConfig, model: str, prompts, backend=None) -> li
             for r, gens in zip(chunk, outs)
         ]
 
-    settings = {"model": model, "sampling": params.to_dict(), "samples": cfg.samples}
+    from cai.models import model_identity
+
+    settings = {"model": model, "model_identity": model_identity(model),
+                "sampling": params.to_dict(), "samples": cfg.samples}  # fmt: skip
     if cfg.engine.backend != "transformers":
         settings["engine"] = cfg.engine.backend
     fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
@@ -297,6 +302,7 @@ def run_evaluation(cfg: EvalConfig, backends: dict | None = None) -> dict:
     from cai import __version__
     from cai.eval_report import all_metrics, plots, summary_markdown
     from cai.files import atomic_file, write_json_atomic, write_text_atomic
+    from cai.models import model_identity
 
     backends = backends or {}
     if cfg.responses:
@@ -328,6 +334,8 @@ def run_evaluation(cfg: EvalConfig, backends: dict | None = None) -> dict:
     meta = {
         "cai_version": __version__,
         "models": models,
+        "model_identities": {} if cfg.responses else {m: model_identity(m) for m in models},
+        "judge_identity": model_identity(cfg.judge_model) if judge is not None else None,
         "baseline": baseline,
         "prompt_sets": prompt_sets,
         "samples": cfg.samples,

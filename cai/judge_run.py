@@ -35,6 +35,7 @@ from cai.jobs import (
 )
 from cai.judge import Judge, PairItem, PairResult
 from cai.judge_pairs import expand_all_pairs, length_bias, verify_revisions
+from cai.models import model_identity
 from cai.output import DatasetCard, markdown_table, push_to_hub, split_rows, write_dataset
 from cai.prompts import template_hash
 from cai.ranking import all_pairs, bradley_terry, bt_probability, budgeted_pairs, ranking
@@ -178,8 +179,10 @@ class JudgeJob:
             "schema_version": SCHEMA_VERSION,
             "cai_version": __version__,
             "judge_model": judge.backend.model_name,
+            "judge_model_identity": model_identity(judge.backend.model_name),
             "judge_backend": judge.backend.name,
             "policy_model": policy.model_name if policy is not None else None,
+            "policy_model_identity": model_identity(policy.model_name) if policy else None,
             "mode": judge.mode,
             "both_orders": judge.both_orders,
             "principles": str(judge.principles),

@@ -40,6 +40,7 @@ from cai.cleanup import DEFAULT_STOPS, clean_generation, cut_stops, says_no_chan
 from cai.constitution import Constitution, Principle, row_rng, sample_principle
 from cai.data import PromptRow, Reject
 from cai.gencache import GenerationCache, cache_key
+from cai.models import model_identity
 from cai.prompts import render, template_data, template_hash
 
 SCHEMA_VERSION = 1
@@ -76,6 +77,7 @@ class Reviser:
 
     def __post_init__(self) -> None:
         self._stats_lock = threading.Lock()
+        self.model_identity = model_identity(self.backend.model_name)  # a retrained folder differs
         self._template_constitution = template_data(self.constitution)  # plain data, made once
         self.system = (
             [{"role": "system", "content": self.constitution.system_prompt}]
@@ -126,6 +128,7 @@ class Reviser:
             "schema_version": SCHEMA_VERSION,
             "cai_version": __version__,
             "model": self.backend.model_name,
+            "model_identity": self.model_identity,
             "backend": self.backend.name,
             "sampling": self.params.to_dict(),
             "seed": self.params.seed,
@@ -154,7 +157,7 @@ class Reviser:
         keys = [
             cache_key(
                 backend=self.backend.name,
-                model=self.backend.model_name,
+                model=self.model_identity,
                 sampling=settings,
                 row_seed=f"{self.params.seed}:{row.id}",
                 stage=stage,

@@ -74,3 +74,44 @@ def test_folders_and_hub_ids_resolve(tmp_path):
 def test_cli_models_list(cai):
     res = cai("models", "list")
     assert res.code == 0 and "smollm2-135m" in res.out and "tiny-random" in res.out
+
+
+def _copy_tiny(dest: Path) -> Path:
+    import shutil
+
+    shutil.copytree(models.resolve_model("tiny-random"), dest)
+    return dest
+
+
+def _perturb(folder: Path) -> None:
+    """Save a slightly different model over the one in ``folder`` (a retrain in place)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01)
+    model.save_pretrained(folder)
+
+
+def test_model_identity_follows_the_weights_not_the_path(tmp_path):
+    assert models.model_identity("tiny-random") == "tiny-random"
+    assert models.model_identity("gpt-4o-mini") == "gpt-4o-mini"  # a server's model name
+    folder = _copy_tiny(tmp_path / "m")
+    first = models.model_identity(str(folder))
+    assert first.startswith("folder:") and models.model_identity(str(folder)) == first
+    (folder / "README.md").write_text("a card, rewritten by a push\n")
+    assert models.model_identity(str(folder)) == first
+    moved = folder.rename(tmp_path / "moved")  # a rename keeps the files: same model
+    assert models.model_identity(str(moved)) == first
+    _perturb(moved)
+    assert models.model_identity(str(moved)) != first
+
+
+def test_a_stored_identity_holds_only_while_the_files_match(tmp_path):
+    folder = _copy_tiny(tmp_path / "m")
+    models.write_identity(folder, "sft:abc")
+    assert models.model_identity(str(folder)) == "sft:abc"
+    _perturb(folder)  # edited by hand after the producer named it
+    assert models.model_identity(str(folder)).startswith("folder:")

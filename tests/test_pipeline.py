@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from cai.errors import CaiError
+from cai.evaluate import slug
 from cai.pipeline.hub import push_all
 from cai.pipeline.recipe import load_recipe
 from cai.pipeline.run import plan, run_pipeline, status_lines
@@ -52,6 +53,7 @@ def setup(tmp_path):
     return path, data, constitution
 
 
+@pytest.mark.hostile("SFT retrained, then judge and evaluate rerun: in the pipeline")
 def test_recipe_runs_then_skips_then_reruns_only_what_changed(setup, tmp_path):
     path, data, constitution = setup
     first = run_pipeline(load_recipe(path), str(path), log=lambda *_: None)
@@ -88,6 +90,11 @@ def test_recipe_runs_then_skips_then_reruns_only_what_changed(setup, tmp_path):
     assert beta["ran"] == ["dpo", "grpo", "evaluate"]
     saved = json.loads((tmp_path / "run" / "dpo" / "cai_train.json").read_text())
     assert saved["config"]["trl"]["beta"] == 0.2
+    # evaluate answered again with the retrained DPO and GRPO models (their old answers set
+    # aside), and resumed the unchanged base and SFT models' answers
+    answers = tmp_path / "run" / "evaluate" / "responses"
+    answered_again = {d.name for d in answers.iterdir() if any(d.glob("rows.*.jsonl"))}
+    assert answered_again == {slug(str(tmp_path / "run" / s)) for s in ("dpo", "grpo")}
 
     text = constitution.read_text()
     c = yaml.safe_load(text)

@@ -9,8 +9,22 @@ it: editing one principle changes the revisions key, and through it every later 
 changing DPO's beta changes the DPO key and those of the stages after it that read DPO's
 model, while revisions, SFT, judge and reward are skipped.
 
-An interrupted stage resumes inside itself: revisions, judge and evaluation with their
-own row journals, training from its newest checkpoint (when the key is unchanged).
+Models enter keys and job fingerprints by content, never by path: a model made by an
+earlier stage through that stage's key (which the pipeline also stores in the model
+folder, see ``cai.models.model_identity``), and a folder given by hand (a model or a
+dataset that no stage of the recipe makes) through its cheap content identity. So a
+retrained SFT model makes the judge sample and judge again rather than resume rows from
+the old weights.
+
+A stage that reads a stage not in ``run:`` needs that stage's finished output; else the
+run stops, before anything loads, with an error that names both. The ``trl:`` settings
+of every training stage to run are checked first too.
+
+A training stage never deletes a finished model before its replacement is complete: it
+trains into ``<stage>.next`` beside its folder and takes the folder's place only when it
+is done. An interrupted stage resumes inside itself: revisions, judge and evaluation with
+their own row journals, training from its newest checkpoint in ``<stage>.next`` (when the
+key is unchanged).
 """
 
 from __future__ import annotations
@@ -25,8 +39,10 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from cai import __version__
+from cai.errors import CaiError
 from cai.files import write_json_atomic
-from cai.pipeline.recipe import Recipe
+from cai.models import model_identity, write_identity
+from cai.pipeline.recipe import STAGES, Recipe
 from cai.pipeline.stages import digest, out, run_stage, stage_config
 
 STAGE_FILE = "stage.json"
@@ -56,7 +72,66 @@ def _constitution_hash(cfg: BaseModel) -> str | None:
 
 def read_stage(folder: Path) -> dict:
     f = folder / STAGE_FILE
-    return json.loads(f.read_text()) if f.is_file() else {}
+    try:
+        return json.loads(f.read_text()) if f.is_file() else {}
+    except (OSError, ValueError):
+        return {}  # torn or unreadable: the stage counts as never run
+
+
+def staging(folder: Path) -> Path:
+    """Where a training stage trains before its model replaces ``folder``."""
+    return folder.with_name(folder.name + ".next")
+
+
+def _aside(folder: Path) -> Path:
+    return folder.with_name(folder.name + ".old")
+
+
+def finished_output(folder: Path) -> dict | None:
+    """What marks ``folder`` as a finished output, or None: a complete ``stage.json``,
+    else a complete cai ``run.json`` (a dataset) or a ``cai_train.json`` (a model)."""
+    rec = read_stage(folder)
+    if rec:
+        return rec if rec.get("complete") else None
+    for name, done in (("run.json", lambda r: r.get("complete")), ("cai_train.json", bool)):
+        try:
+            record = json.loads((folder / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and done(record):
+            return record
+    return None
+
+
+def _outside_key(folder: Path) -> str | None:
+    """The key of an input stage that is not in ``run:``, from its finished output."""
+    rec = finished_output(folder)
+    if rec is None:
+        return None
+    return rec.get("key") or rec.get("fingerprint") or model_identity(str(folder))
+
+
+def _hand_folders(cfg: BaseModel, recipe: Recipe) -> dict[str, str]:
+    """Folders the stage reads that no stage makes (a model or dataset given by hand),
+    with their content identity: retraining such a model in place changes the key."""
+    made = {out(recipe, s).resolve() for s in STAGES}
+    made |= {g for f in list(made) for g in (staging(f), _aside(f))}
+    found: dict[str, str] = {}
+
+    def walk(value) -> None:
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        elif isinstance(value, str) and value not in found:
+            path = Path(value).expanduser()
+            if path.is_dir() and path.resolve() not in made:
+                found[value] = model_identity(value)
+
+    walk(cfg.model_dump(mode="json"))
+    return found
 
 
 def plan(recipe: Recipe, source: str = "recipe") -> list[StagePlan]:
@@ -65,60 +140,140 @@ def plan(recipe: Recipe, source: str = "recipe") -> list[StagePlan]:
     plans: list[StagePlan] = []
     for name in recipe.stages():
         cfg, w = stage_config(recipe, name, source)
+        deps = {d: keys.get(d) or _outside_key(out(recipe, d)) for d in w.deps}
         blob = {
             "stage": name,
             "config": cfg.model_dump(mode="json"),
-            "deps": {d: keys[d] for d in w.deps if d in keys},
+            "deps": {d: k for d, k in deps.items() if k is not None},
             "constitution": _constitution_hash(cfg),
             "cai": __version__,
         }
+        if hand := _hand_folders(cfg, recipe):
+            blob["folders"] = hand
         key = hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
         keys[name] = key
         folder = out(recipe, name)
         rec = read_stage(folder)
-        if not rec:
-            status = "pending"
-        elif rec.get("key") != key:
-            status = "stale"
+        nxt = read_stage(staging(folder)) if name in TRAIN_STAGES else {}
+        if rec.get("key") == key and rec.get("complete"):
+            status = "done"
+        elif rec.get("key") == key or nxt.get("key") == key:
+            status = "partial"
         else:
-            status = "done" if rec.get("complete") else "partial"
+            status = "stale" if rec or nxt else "pending"
         upstream = {q.name: q.status for q in plans}
-        if status == "done" and any(upstream.get(d) != "done" for d in w.deps):
+        if status == "done" and any(upstream.get(d, "done") != "done" for d in w.deps):
             status = "stale"  # an input will be made again
         plans.append(StagePlan(name, cfg, w.deps, key, folder, status))
     return plans
 
 
-def _prepare(p: StagePlan) -> None:
-    """Make a stage ready to (re)run: a training stage with other inputs starts clean."""
+def check_plans(recipe: Recipe, plans: list[StagePlan], source: str = "recipe") -> None:
+    """Before anything runs: every input of a stage to run is made by an earlier stage or
+    is a finished output, and every training stage's ``trl:`` settings are valid."""
+    todo = [p for p in plans if p.status != "done"]
+    for p in todo:
+        for d in p.deps:
+            where = out(recipe, d)
+            if d not in recipe.run and finished_output(where) is None:
+                raise CaiError(
+                    f"{source}: stage {p.name!r} reads the output of {d!r}, which is not in "
+                    f"run: and has no finished output at {where}; add {d!r} to run:"
+                )
+    train = [p for p in todo if p.name in TRAIN_STAGES]
+    if train:
+        from cai.train.common import check_trl
+
+        for p in train:
+            try:
+                check_trl(p.name, p.config)
+            except CaiError as e:
+                raise CaiError(f"{source}: stage {p.name!r}: {e}") from None
+
+
+def recover(folder: Path) -> None:
+    """Finish or undo a swap of a training stage's model that a crash interrupted."""
+    old, nxt = _aside(folder), staging(folder)
+    if not old.exists():
+        return
+    if folder.exists():
+        shutil.rmtree(old)  # the new model is in place; the old one was being removed
+    elif read_stage(nxt).get("complete"):
+        nxt.rename(folder)
+        shutil.rmtree(old)
+    else:
+        old.rename(folder)
+
+
+def _prepare(p: StagePlan) -> Path:
+    """Make a stage ready to (re)run; return the folder it writes.
+
+    A training stage writes ``<stage>.next``, so the finished model in its folder stays
+    whole (and readable) until the new one is complete; a ``.next`` of other settings is
+    dropped, one of the same key resumes from its newest checkpoint."""
+    if p.name not in TRAIN_STAGES:
+        p.folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(p.folder / STAGE_FILE, {"stage": p.name, "key": p.key, "complete": False})
+        return p.folder
+    work = staging(p.folder)
     rec = read_stage(p.folder)
-    if p.name in TRAIN_STAGES and rec and rec.get("key") != p.key and p.folder.exists():
-        shutil.rmtree(p.folder)
-    if p.name in TRAIN_STAGES and p.status == "partial":
-        if any(p.folder.glob("checkpoint-*")):
-            p.config = p.config.model_copy(update={"resume_from_checkpoint": "latest"})
-    p.folder.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(p.folder / STAGE_FILE, {"stage": p.name, "key": p.key, "complete": False})
+    if rec and not rec.get("complete") and not work.exists():
+        p.folder.rename(work)  # an unfinished run of an older cai, trained in place
+    if work.exists() and read_stage(work).get("key") != p.key:
+        shutil.rmtree(work)
+    if any(work.glob("checkpoint-*")):
+        p.config = p.config.model_copy(update={"resume_from_checkpoint": "latest"})
+    work.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(work / STAGE_FILE, {"stage": p.name, "key": p.key, "complete": False})
+    p.config = p.config.model_copy(update={"output": work})
+    return work
+
+
+def _install(p: StagePlan, work: Path, record: dict) -> None:
+    """Mark the trained model complete, name it by the stage key, and swap it into place."""
+    summary_file = work / "cai_train.json"
+    if summary_file.is_file():  # it names the folder the model ends up in
+        summary = json.loads(summary_file.read_text())
+        summary.get("config", {})["output"] = str(p.folder)
+        write_json_atomic(summary_file, summary)
+    write_json_atomic(work / STAGE_FILE, record)
+    write_identity(work, f"{p.name}:{p.key}")
+    old = _aside(p.folder)
+    if p.folder.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        p.folder.rename(old)
+    work.rename(p.folder)
+    if old.exists():
+        shutil.rmtree(old)
+    p.config = p.config.model_copy(update={"output": p.folder})
 
 
 def run_pipeline(recipe: Recipe, source: str = "recipe", log=print) -> dict:
     """Run every stage that is not done; write the report; return the run's record."""
     from cai.pipeline.report import write_report
 
+    for name in TRAIN_STAGES:
+        recover(out(recipe, name))
     plans = plan(recipe, source)
+    check_plans(recipe, plans, source)
     ran: list[str] = []
     for p in plans:
         if p.status == "done":
             log(f"[{p.name}] unchanged, skipped ({p.folder})")
             continue
-        log(f"[{p.name}] running ({p.status}) -> {p.folder}")
-        _prepare(p)
+        work = _prepare(p)
+        into = f"{work}, then replaces {p.folder}" if work != p.folder else str(work)
+        log(f"[{p.name}] running ({p.status}) -> {into}")
         start = time.perf_counter()
         summary = run_stage(p.name, p.config)
         seconds = round(time.perf_counter() - start, 1)
         record = {"stage": p.name, "key": p.key, "complete": True, "seconds": seconds,
                   "deps": list(p.deps), "digest": digest(p.name, summary)}  # fmt: skip
-        write_json_atomic(p.folder / STAGE_FILE, record)
+        if work != p.folder:
+            _install(p, work, record)
+        else:
+            write_json_atomic(p.folder / STAGE_FILE, record)
         p.status = "done"
         ran.append(p.name)
         log(f"[{p.name}] done in {seconds} s")

@@ -105,10 +105,80 @@ def load_scalar_model(name: str, trust_remote_code: bool = False):
     return model, tok
 
 
+TRL_CONFIGS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "sft": ("trl", "SFTConfig", {"completion_only_loss": True, "learning_rate": 1e-5}),
+    "reward": ("trl", "RewardConfig", {"learning_rate": 5e-5}),
+    "dpo": ("trl", "DPOConfig", {"learning_rate": 5e-6}),
+    "ppo": ("trl.experimental.ppo", "PPOConfig",
+            {"learning_rate": 1e-5, "response_length": 64, "num_ppo_epochs": 2,
+             "num_mini_batches": 1, "stop_token": "eos"}),
+    "grpo": ("trl", "GRPOConfig",
+             {"num_generations": 4, "max_completion_length": 64, "learning_rate": 1e-5}),
+    "rloo": ("trl", "RLOOConfig",
+             {"num_generations": 4, "max_completion_length": 64, "learning_rate": 1e-5}),
+}  # fmt: skip
+"""Each kind of training: trl's config class (module, name) and the defaults its trainer
+module passes to ``trl_args`` (kept equal to them, so ``check_trl`` builds the same
+config before anything runs)."""
+
+
+def check_trl(kind: str, cfg: TrainConfig) -> None:
+    """Build the trl config of a ``kind`` run (``sft``, ``dpo``, ...) from ``cfg`` without
+    training: a bad ``trl:`` field raises ``CaiError`` naming it, before any folder is
+    touched."""
+    import importlib
+
+    module, name, defaults = TRL_CONFIGS[kind]
+    config_cls = (
+        trl_attr(name) if module == "trl" else getattr(importlib.import_module(module), name)
+    )
+    trl_args(config_cls, cfg, **defaults)
+
+
+def _typed_trl_fields(config_cls: type, fields: dict[str, Any]) -> dict[str, Any]:
+    """Check each of the user's trl fields against the config class's annotations.
+
+    trl's dataclasses do not check types, so ``learning_rate: fast`` would only fail deep
+    inside training. A string that reads as the declared type (YAML reads ``1e-5`` as a
+    string) becomes that type; anything else that does not fit raises ``CaiError``.
+    """
+    import dataclasses
+    import typing
+
+    from pydantic import TypeAdapter, ValidationError
+
+    names = {f.name for f in dataclasses.fields(config_cls) if f.init}
+    try:
+        hints = typing.get_type_hints(config_cls)
+    except Exception:  # an annotation that does not resolve: let trl judge the values
+        hints = {}
+    checked: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key not in names:
+            raise CaiError(f"trl field error: {key!r} is not a field of {config_cls.__name__}")
+        checked[key] = value
+        try:
+            adapter = TypeAdapter(hints[key])
+        except Exception:  # no annotation, or one pydantic cannot check
+            continue
+        try:
+            typed = adapter.validate_python(value)
+        except ValidationError as e:
+            msg = e.errors()[0]["msg"]
+            raise CaiError(
+                f"trl field error: {key!r} = {value!r} does not fit {config_cls.__name__}: "
+                f"{msg[:1].lower()}{msg[1:]}"
+            ) from None
+        if isinstance(value, str) and not isinstance(typed, str):
+            checked[key] = typed
+    return checked
+
+
 def trl_args(config_cls: type, cfg: TrainConfig, **defaults: Any):
     """trl's config for this run: our defaults, then ``cfg.trl`` (the user's fields) on top.
 
-    On CPU, bf16 is off (every trl config defaults it on, which fails there).
+    On CPU, bf16 is off (every trl config defaults it on, which fails there). The user's
+    fields are type-checked first (``_typed_trl_fields``).
     """
     base: dict[str, Any] = {
         "output_dir": str(cfg.output),
@@ -121,7 +191,7 @@ def trl_args(config_cls: type, cfg: TrainConfig, **defaults: Any):
     }
     if not on_gpu():
         base.update(bf16=False, fp16=False, use_cpu=True)
-    values = {**base, **defaults, **cfg.trl}
+    values = {**base, **defaults, **_typed_trl_fields(config_cls, cfg.trl)}
     try:
         return config_cls(**values)
     except TypeError as e:
