@@ -275,3 +275,42 @@ def test_evaluate_answers_again_when_a_model_is_retrained_in_place(tmp_path, mon
     _retrain_in_place(m)
     generate_responses(cfg, str(m), prompts)
     assert (results[-1].resumed, results[-1].processed) == (0, 2)
+
+
+def test_a_swap_cut_short_by_a_crash_is_finished_or_undone(tmp_path):
+    from cai.pipeline.run import recover
+
+    def stage(folder: Path, key: str, complete: bool) -> Path:
+        folder.mkdir()
+        (folder / "stage.json").write_text(json.dumps({"key": key, "complete": complete}))
+        return folder
+
+    sft = tmp_path / "sft"
+    stage(tmp_path / "sft.old", "old", True)  # killed after moving the old model aside
+    stage(tmp_path / "sft.next", "new", False)  # ... while the new one was unfinished
+    recover(sft)
+    assert json.loads((sft / "stage.json").read_text())["key"] == "old"
+    assert not (tmp_path / "sft.old").exists()
+
+    sft.rename(tmp_path / "sft.old")
+    shutil.rmtree(tmp_path / "sft.next")
+    stage(tmp_path / "sft.next", "new", True)  # the new model was complete: install it
+    recover(sft)
+    assert json.loads((sft / "stage.json").read_text())["key"] == "new"
+    assert not (tmp_path / "sft.old").exists() and not (tmp_path / "sft.next").exists()
+
+
+@pytest.mark.hostile("SFT retrained, then judge and evaluate rerun: a policy folder given by hand")
+def test_a_model_folder_given_by_hand_enters_the_stage_keys_by_content(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shutil.copyfile(REPO / "constitutions" / "harmless.yaml", "harmless.yaml")
+    policy = _tiny_copy(tmp_path / "my-policy")
+    data = {**_recipe(), "run": ["revisions"]}
+    data["models"]["policy"] = str(policy)
+    _write(Path("recipe.yaml"), data)
+    (p,) = plan(load_recipe(Path("recipe.yaml")))
+    p.folder.mkdir(parents=True)
+    (p.folder / "stage.json").write_text(json.dumps({"key": p.key, "complete": True}))
+    assert plan(load_recipe(Path("recipe.yaml")))[0].status == "done"
+    _retrain_in_place(policy)  # same path, new weights: the revisions are stale
+    assert plan(load_recipe(Path("recipe.yaml")))[0].status == "stale"

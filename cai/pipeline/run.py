@@ -47,6 +47,8 @@ from cai.pipeline.stages import digest, out, run_stage, stage_config
 
 STAGE_FILE = "stage.json"
 TRAIN_STAGES = ("sft", "reward", "dpo", "ppo", "grpo")
+NOT_INPUTS = frozenset({"output", "trl", "resume_from_checkpoint", "push_to_hub"})
+"""Config fields that name no folder a stage reads."""
 
 
 @dataclass
@@ -120,8 +122,9 @@ def _hand_folders(cfg: BaseModel, recipe: Recipe) -> dict[str, str]:
 
     def walk(value) -> None:
         if isinstance(value, dict):
-            for v in value.values():
-                walk(v)
+            for k, v in value.items():
+                if k not in NOT_INPUTS:
+                    walk(v)
         elif isinstance(value, list):
             for v in value:
                 walk(v)
