@@ -277,6 +277,8 @@ def finish(trainer, cfg: TrainConfig, kind: str, started: float, data: dict, ext
 
     Every rank calls ``save_model`` (DeepSpeed and FSDP gather the weights through it); only
     the main process writes the tokenizer, summary and card, and pushes."""
+    from cai.models import model_identity
+
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     trainer.save_model(str(out))
@@ -293,6 +295,7 @@ def finish(trainer, cfg: TrainConfig, kind: str, started: float, data: dict, ext
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
         "lora": cfg.lora.enabled,
+        "base_model_identity": model_identity(cfg.model),
         "resumed_from": getattr(trainer, "cai_resumed_from", None),
         "data": data,
         **extra,
