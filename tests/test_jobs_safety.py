@@ -19,7 +19,7 @@ from datasets import load_dataset
 
 from cai.data import PromptRow
 from cai.errors import CaiError
-from cai.jobs import INPUT_KEY, output_lock, run_chunks
+from cai.jobs import run_chunks
 from cai.journal import RowJournal
 from tests.conftest import REPO
 
@@ -74,6 +74,8 @@ def _hold_lock(folder: Path) -> subprocess.Popen:
 
 @pytest.mark.hostile("same folder and settings, a new input file with the same ids")
 def test_a_new_input_with_the_same_ids_is_regenerated_not_resumed(cai, tmp_path):
+    from cai.jobs import INPUT_KEY
+
     out, cache = tmp_path / "out", tmp_path / "c.sqlite"
     a = _write(tmp_path / "a.jsonl", {"1": "How do I bake bread?", "2": "Name a colour."})
     b = _write(tmp_path / "b.jsonl", {"1": "What is a prime number?", "2": "Say hello."})
@@ -98,6 +100,8 @@ def test_a_new_input_with_the_same_ids_is_regenerated_not_resumed(cai, tmp_path)
 
 @pytest.mark.hostile("same folder and settings, a new input file with the same ids (one row)")
 def test_only_the_changed_row_runs_again_and_keys_stay_out_of_the_result(tmp_path):
+    from cai.jobs import INPUT_KEY
+
     calls: list[list[str]] = []
 
     def process(chunk):
@@ -133,6 +137,8 @@ def test_rows_journaled_without_a_key_do_not_resume(tmp_path):
 
 @pytest.mark.hostile("two G runs on one folder at once, same settings")
 def test_a_locked_folder_fails_naming_the_holder_and_a_kill_releases_it(cai, tmp_path, no_model):
+    from cai.jobs import output_lock
+
     out = tmp_path / "out"
     src = _write(tmp_path / "p.jsonl", {str(i): f"Question number {i}?" for i in range(4)})
     holder = _hold_lock(out)
@@ -196,6 +202,8 @@ def test_kill_9_of_a_real_run_then_a_rerun_resumes(cai, tmp_path):
 
 def test_run_chunks_locks_its_folder_for_every_command(tmp_path):
     """evaluate and best-of-n call run_chunks directly: it takes the lock itself."""
+    from cai.jobs import output_lock
+
     holder = _hold_lock(tmp_path)
     try:
         with pytest.raises(CaiError, match=f"pid {holder.pid}"):
