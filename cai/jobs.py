@@ -10,9 +10,16 @@ An output folder holds::
     data/, README.md   the dataset and its card, written when the run completes
 
 Rerunning the same command continues where it stopped: rows already in ``rows.jsonl``
-are not processed again. If the settings changed (a different fingerprint), the old rows
-are set aside and the run starts over; the generation cache still makes every unchanged
+are not processed again, as long as their input is unchanged (each row is journaled with
+a content key of its input: a new file with the same ids, or a file edited in place, is
+processed again). If the settings changed (a different fingerprint), the old rows are set
+aside and the run starts over; the generation cache still makes every unchanged
 generation free.
+
+Safety: one run at a time per output folder (``output_lock``: an OS lock on
+``.lock``, released by the kernel if the holder dies); output paths that are files,
+lie under files or overlap the input are refused before any model loads; an unfinished
+cai output folder is refused as input unless ``--allow-partial``.
 """
 
 from __future__ import annotations
