@@ -49,6 +49,7 @@ def test_a_file_edited_in_place_is_judged_again(cai, tmp_path):
     assert res.code == 0, res.err
     s = json.loads((out / "run.json").read_text())["summary"]
     assert s["resumed_rows"] == 1 and s["changed_rows"] == 1
+    assert "1 resumed, 1 changed" in res.out
     ds = load_dataset(str(out))["train"]
     by_id = {r["id"]: r for r in ds}
     assert "Boil water first." in by_id["2"]["candidates"]

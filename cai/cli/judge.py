@@ -149,6 +149,7 @@ def judge(
     s = run_judge(cfg)
     typer.echo(
         f"{s['rows_written']} preference rows ({s['pairs']} pairs judged) in {cfg.output}; "
+        f"{s['resumed_rows']} resumed, {s['changed_rows']} changed since the last run; "
         f"{s['rejected_rows']} rows skipped; {s['pairs_per_second']} pairs/s"
     )
     typer.echo(
