@@ -280,6 +280,7 @@ def test_merge_with_a_missing_shard_fails_unless_allowed(cai, tmp_path):
     assert "--allow-missing" in res.err
     res = cai("merge", shards[0], "--allow-missing", "-o", tmp_path / "m")
     assert res.code == 0, res.err
+    assert "(shard index(es) 1 missing)" in res.out
     assert _run_json(tmp_path / "m")["missing_shards"] == [1]
     assert "are missing" in (tmp_path / "m" / "README.md").read_text()
     res = cai("merge", *shards, "-o", tmp_path / "all")

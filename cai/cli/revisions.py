@@ -184,7 +184,11 @@ def merge(
     ] = False,
 ) -> None:
     """Join the output folders of a sharded run; check every row is there exactly once."""
+    import json
+
     from cai.merge import merge_shards
 
     n = merge_shards(shards, output, allow_missing=allow_missing)
-    typer.echo(f"merged {n} rows from {len(shards)} shards into {output}")
+    missing = json.loads((output / "run.json").read_text()).get("missing_shards")
+    note = f" (shard index(es) {', '.join(map(str, missing))} missing)" if missing else ""
+    typer.echo(f"merged {n} rows from {len(shards)} shards into {output}{note}")
