@@ -17,8 +17,23 @@ thread. Endpoints:
 Fault injection: ``script`` is a list of actions consumed one per request (then "ok"):
 ``"ok"``, an HTTP status such as ``"429"`` or ``"500"`` (``"429:2"`` adds
 ``Retry-After: 2``), ``"hang:SECONDS"`` (answer nothing, then close) and ``"drop"``
-(close without answering). ``requests`` counts requests, ``peak_in_flight`` the most
-answered at once, ``auth_headers`` records each request's Authorization header.
+(close without answering). ``rules`` is a list of ``(text, action)``: a request whose
+raw body contains ``text`` gets ``action`` every time, before the script is consumed
+(so a row whose prompt holds a marker fails at every turn while the others go through).
+``requests`` counts requests, ``peak_in_flight`` the most answered at once,
+``auth_headers`` records each request's Authorization header.
+
+Misbehaving 200 answers (the probe's hostile server):
+
+- ``"drip:SECONDS"``: headers at once, then the body one byte every SECONDS;
+- ``"huge:BYTES"``: a JSON answer of BYTES bytes, streamed without Content-Length
+  (``bytes_sent`` counts what the client accepted before it hung up);
+- ``"truncated"``, ``"html"``, ``"not-object"``: the real answer cut in half, an HTML
+  page, a JSON array;
+- ``"no-choices"``, ``"empty-choices"``, ``"no-message"``, ``"content-int"``,
+  ``"content-null"``, ``"content-empty"``, ``"no-logprobs"``, ``"bad-logprobs"``,
+  ``"long:CHARS"``: the real answer, altered so (``long`` puts CHARS characters in the
+  text and claims as many completion tokens).
 """
 
 from __future__ import annotations
@@ -49,7 +64,9 @@ class FakeOpenAIServer:
     def __init__(self, backend: Any, script: list[str] | None = None) -> None:
         self.backend = backend
         self.script = list(script or [])
+        self.rules: list[tuple[str, str]] = []
         self.requests = 0
+        self.bytes_sent = 0
         self.in_flight = 0
         self.peak_in_flight = 0
         self.paths: list[str] = []
@@ -82,12 +99,15 @@ class FakeOpenAIServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def take(self, path: str, auth: str | None) -> str:
-        """Count a request and return its scripted action."""
+    def take(self, path: str, auth: str | None, raw: bytes = b"") -> str:
+        """Count a request and return its action: a matching rule's, else the script's."""
         with self._lock:
             self.requests += 1
             self.paths.append(path)
             self.auth_headers.append(auth)
+            for text, action in self.rules:
+                if text.encode() in raw:
+                    return action
             return self.script.pop(0) if self.script else "ok"
 
     # ------------------------------------------------------------------ endpoints
@@ -219,17 +239,65 @@ class FakeOpenAIServer:
         return 200, self._reply("text_completion", choice, len(ids), 1)
 
 
+def _misbehave(action: str, payload: dict) -> tuple[bytes, str]:
+    """The body (and its content type) that ``action`` makes of a real 200 answer."""
+    name, _, arg = action.partition(":")
+    if name == "truncated":
+        data = json.dumps(payload).encode()
+        return data[: len(data) // 2], "application/json"
+    if name == "html":
+        return b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html"
+    if name == "not-object":
+        return json.dumps(["not", "an", "object"]).encode(), "application/json"
+    payload = json.loads(json.dumps(payload))  # a deep copy
+    choice = payload["choices"][0]
+    if name == "no-choices":
+        del payload["choices"]
+    elif name == "empty-choices":
+        payload["choices"] = []
+    elif name == "no-message":
+        del choice["message"]
+    elif name in ("content-int", "content-null", "content-empty"):
+        choice["message"]["content"] = {"content-int": 123, "content-null": None}.get(name, "")
+        if name == "content-empty":
+            choice["finish_reason"] = "stop"
+            payload["usage"]["completion_tokens"] = 0
+    elif name == "no-logprobs":
+        choice["logprobs"] = None
+    elif name == "bad-logprobs":
+        if "content" in (choice["logprobs"] or {}):
+            choice["logprobs"]["content"][0]["logprob"] = "high"
+        else:
+            choice["logprobs"]["token_logprobs"] = "high"
+    elif name == "long":
+        if "message" in choice:
+            choice["message"]["content"] = "x" * int(arg)
+        else:
+            choice["text"] = "x" * int(arg)
+        choice["finish_reason"] = "stop"
+        payload["usage"]["completion_tokens"] = int(arg)
+    else:
+        raise ValueError(f"unknown fault action {action!r}")
+    return json.dumps(payload).encode(), "application/json"
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: Any
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         pass
 
-    def _send(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode()
+    def _send(
+        self,
+        status: int,
+        payload: dict | bytes,
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             for key, value in (headers or {}).items():
                 self.send_header(key, value)
@@ -245,7 +313,7 @@ class _Handler(BaseHTTPRequestHandler):
         app: FakeOpenAIServer = self.server.app
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
-        action = app.take(self.path, self.headers.get("Authorization"))
+        action = app.take(self.path, self.headers.get("Authorization"), raw)
         if action.startswith("hang:"):
             app._stopping.wait(float(action.split(":", 1)[1]))
             self.close_connection = True
@@ -253,7 +321,13 @@ class _Handler(BaseHTTPRequestHandler):
         if action == "drop":
             self.close_connection = True
             return
-        if action != "ok":
+        if action.startswith("drip:"):
+            self._drip(float(action.split(":", 1)[1]))
+            return
+        if action.startswith("huge:"):
+            self._huge(int(action.split(":", 1)[1]))
+            return
+        if action.partition(":")[0].isdigit():
             code, _, retry_after = action.partition(":")
             headers = {"Retry-After": retry_after} if retry_after else None
             self._send(int(code), {"error": {"message": f"injected HTTP {code}"}}, headers)
@@ -268,7 +342,52 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             with app._lock:
                 app.in_flight -= 1
+        if action != "ok" and status == 200:
+            data, content_type = _misbehave(action, payload)
+            self._send(status, data, content_type=content_type)
+            return
         self._send(status, payload)
+
+    def _drip(self, interval: float) -> None:
+        """A 200 whose body comes one byte every ``interval`` seconds."""
+        app: FakeOpenAIServer = self.server.app
+        data = json.dumps({"choices": [{"message": {"content": "slow"}}]}).encode()
+        self.close_connection = True
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.flush()
+            for i in range(len(data)):
+                if app._stopping.wait(interval):
+                    return
+                self.wfile.write(data[i : i + 1])
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up
+
+    def _huge(self, size: int) -> None:
+        """A 200 JSON answer of about ``size`` bytes, without Content-Length."""
+        app: FakeOpenAIServer = self.server.app
+        head, tail = b'{"choices": [{"message": {"role": "assistant", "content": "', b'"}}]}'
+        block = b"A" * 65536
+        self.close_connection = True
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(head)
+            left = size - len(head) - len(tail)
+            while left > 0 and not app._stopping.is_set():
+                piece = block[:left]
+                self.wfile.write(piece)
+                with app._lock:
+                    app.bytes_sent += len(piece)
+                left -= len(piece)
+            self.wfile.write(tail)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client hung up
 
 
 class FaultProxy(FakeOpenAIServer):
