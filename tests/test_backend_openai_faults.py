@@ -303,3 +303,18 @@ def test_judge_records_the_rows_a_bad_server_failed(cai, server, tmp_path, mode,
             "--judge-backend", "openai", "--base-url", server.base_url, "--mode", mode,
             "--chunk-size", "4", "--config", cfg, "-o", out]  # fmt: skip
     _check_failed_then_rerun(cai, server, args, out, ["p1", "p4"], ["p0", "p2", "p3", "p5"], words)
+
+
+@pytest.mark.hostile(HUGE)
+def test_revisions_store_a_long_answer_cut_to_max_tokens(cai, server, tmp_path):
+    """200 kB answers (under the byte cap) to every turn of two rows: stored cut to 8 * 64
+    characters, never whole."""
+    out = tmp_path / "out"
+    server.rules = [(POISON, "long:200000")]
+    args = [*G, _prompts(tmp_path / "p.jsonl"), "--base-url", server.base_url, "-o", out]
+    res = cai(*args)
+    assert res.code == 0, res.err
+    rows, _ = RowJournal(out / "rows.jsonl").read()
+    assert len(rows) == 6 and (out / "rows.jsonl").stat().st_size < 100_000
+    long = [r for r in rows if r["id"] in ("r1", "r4")]
+    assert all(r["revision"] == "x" * 512 for r in long), long

@@ -229,7 +229,8 @@ class OpenAIBackend:
         api_key_env: the environment variable holding the API key, sent as a Bearer
             token; may be unset for local servers. The key is never logged or shown.
         max_in_flight: most concurrent requests.
-        timeout: seconds per request.
+        timeout: seconds per attempt, overall (connecting, waiting and reading the whole
+            answer); an attempt past it is a timeout, retried like the others.
         max_retries: retries after the first attempt on 429, 5xx, connection errors and
             timeouts; other 4xx answers fail at once.
         backoff: first retry delay in seconds, doubled each retry (plus up to 25% jitter).
@@ -307,7 +308,7 @@ class OpenAIBackend:
                 if size > cap:
                     if ok:
                         raise BadAnswer(f"a body over the cap of {cap} bytes")
-                    chunks.append(chunk[: cap - size])
+                    chunks.append(chunk[: cap - size])  # the first ``cap`` bytes in all
                     break
                 chunks.append(chunk)
             return resp.status_code, resp.reason_phrase, resp.headers, b"".join(chunks)
