@@ -59,7 +59,8 @@ class BackendConfig(_Config):
     max_in_flight: int = Field(default=16, ge=1)
     """openai: most concurrent requests."""
     timeout: float = Field(default=60.0, gt=0)
-    """openai: seconds before a request is retried."""
+    """openai: overall deadline per request attempt, in seconds (connect, wait and read
+    together); past it the attempt counts as a timeout and is retried."""
     max_retries: int = Field(default=5, ge=0)
     """openai: retries on 429, 5xx and timeouts, with exponential backoff."""
     tokenizer: str | None = None
