@@ -298,7 +298,15 @@ def run_evaluation(cfg: EvalConfig, backends: dict | None = None) -> dict:
     """Generate (or read), score, judge, and write the report folder; return the metrics.
 
     ``backends`` maps a model name to a ready backend (tests and the pipeline reuse them).
+    The output folder is locked for the whole run (``cai.jobs.output_lock``).
     """
+    from cai.jobs import output_lock
+
+    with output_lock(cfg.output):
+        return _run_evaluation(cfg, backends)
+
+
+def _run_evaluation(cfg: EvalConfig, backends: dict | None) -> dict:
     from cai import __version__
     from cai.eval_report import all_metrics, plots, summary_markdown
     from cai.files import atomic_file, write_json_atomic, write_text_atomic

@@ -18,7 +18,7 @@ import math
 import random
 from collections import Counter
 
-from cai import __version__
+from cai import __version__, progress
 from cai.backends.base import SamplingParams
 from cai.config import JudgeConfig
 from cai.constitution import load_constitution
@@ -85,6 +85,7 @@ def sample_candidates(cfg: JudgeConfig, rows: list[PromptRow], policy) -> list[l
     """K responses per prompt from the policy, temperatures spread over the range."""
     k = cfg.num_candidates or 2
     lo, hi = cfg.temperature_range
+    progress.stage("candidates")
     out: list[list[str]] = [[] for _ in rows]
     for i in range(k):
         t = lo + (hi - lo) * i / max(1, k - 1)
