@@ -40,7 +40,7 @@ import math
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from importlib import resources
 from itertools import islice
@@ -191,6 +191,23 @@ def content_id(conversation: list[dict]) -> str:
     """``"p-"`` + the first 12 hex digits of the sha256 of the conversation's canonical JSON."""
     canon = json.dumps(conversation, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return "p-" + hashlib.sha256(canon.encode("utf-8")).hexdigest()[:12]
+
+
+def split_over_budget(
+    rows: list[PromptRow], sizes: list[int], budget: int, what: Callable[[int], str]
+) -> tuple[list[PromptRow], list[Reject]]:
+    """Keep the rows whose token count ``sizes[i]`` fits ``budget``; reject the others.
+
+    ``what`` says what was counted, for the reason: ``"over context: the judge prompt
+    needs 9120 tokens > 8160 available (8192 - room for the answer)"``.
+    """
+    keep = [r for r, n in zip(rows, sizes) if n <= budget]
+    rejects = [
+        Reject(r.index, r.id, f"over context: {what(n)}", _clip(r.conversation))
+        for r, n in zip(rows, sizes)
+        if n > budget
+    ]
+    return keep, rejects
 
 
 def write_rejects(path: Path, rejects: list[Reject]) -> None:

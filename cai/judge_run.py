@@ -22,7 +22,7 @@ from cai import __version__, progress
 from cai.backends.base import SamplingParams
 from cai.config import JudgeConfig
 from cai.constitution import load_constitution
-from cai.data import PromptRow, Reject, read_prompts
+from cai.data import PromptRow, Reject, read_prompts, split_over_budget
 from cai.errors import CaiError
 from cai.jobs import (
     check_input_complete,
@@ -255,19 +255,15 @@ def check_context(job: JudgeJob, rows: list[PromptRow]) -> tuple[list[PromptRow]
     for n, size in zip(owners, count(convs)):
         longest[n] = max(longest[n], size + sampled)
     budget = limit - room
-    keep = [r for r, n in zip(rows, longest) if n <= budget]
-    rejects = [
-        Reject(
-            r.index,
-            r.id,
-            f"over context: the judge prompt needs {n} tokens > {budget} available "
-            f"({limit} - room for the answer)",
-            str(r.conversation)[:500],
-        )
-        for r, n in zip(rows, longest)
-        if n > budget
-    ]
-    return keep, rejects
+    return split_over_budget(
+        rows,
+        longest,
+        budget,
+        lambda n: (
+            f"the judge prompt needs {n} tokens > {budget} available "
+            f"({limit} - room for the answer)"
+        ),
+    )
 
 
 def run_judge(cfg: JudgeConfig, judge_backend=None, policy_backend=None) -> dict:

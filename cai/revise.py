@@ -38,7 +38,7 @@ from cai import __version__, progress
 from cai.backends.base import Backend, Conversation, Generation, SamplingParams
 from cai.cleanup import DEFAULT_STOPS, clean_generation, cut_stops, says_no_change
 from cai.constitution import Constitution, Principle, row_rng, sample_principle
-from cai.data import PromptRow, Reject
+from cai.data import PromptRow, Reject, split_over_budget
 from cai.gencache import GenerationCache, cache_key
 from cai.models import model_identity
 from cai.prompts import render, template_data, template_hash
@@ -255,19 +255,12 @@ class Reviser:
         # revision and two requests: budget three answers and 256 tokens of requests.
         budget = limit - 3 * self.params.max_new_tokens - 256
         sizes = count([self.prefix + r.conversation for r in rows])
-        keep = [r for r, n in zip(rows, sizes) if n <= budget]
-        rejects = [
-            Reject(
-                r.index,
-                r.id,
-                f"over context: {n} prompt tokens > {budget} available "
-                f"({limit} - room for answers)",
-                str(r.conversation)[:500],
-            )
-            for r, n in zip(rows, sizes)
-            if n > budget
-        ]
-        return keep, rejects
+        return split_over_budget(
+            rows,
+            sizes,
+            budget,
+            lambda n: f"{n} prompt tokens > {budget} available ({limit} - room for answers)",
+        )
 
 
 def _output_row(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cai.cli.common import Opt, PromptsDir
+from cai.cli.common import AllowPartial, Opt, PromptsDir
 
 app = typer.Typer(
     help="AI feedback: rank candidate responses against the constitution (RLAIF).",
@@ -93,13 +93,7 @@ def judge(
     test_size: Annotated[float | None, Opt(help="Held-out rows: a fraction or a count.")] = None,
     chunk_size: Annotated[int | None, Opt(help="Rows per saved chunk. [default: 64]")] = None,
     prompts_dir: PromptsDir = None,
-    allow_partial: Annotated[
-        bool | None,
-        Opt(
-            "--allow-partial",
-            help="Read a cai output folder whose run is unfinished (with a warning).",
-        ),
-    ] = None,
+    allow_partial: AllowPartial = None,
     push_to_hub: Annotated[
         str | None, Opt(help="Push the dataset to this Hub repo when done.")
     ] = None,

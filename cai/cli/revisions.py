@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cai.cli.common import Opt, PromptsDir
+from cai.cli.common import AllowPartial, Opt, PromptsDir
 
 
 def generate_revisions(
@@ -97,13 +97,7 @@ def generate_revisions(
         bool | None, Opt("--no-cache", help="Neither read nor write the generation cache.")
     ] = None,
     prompts_dir: PromptsDir = None,
-    allow_partial: Annotated[
-        bool | None,
-        Opt(
-            "--allow-partial",
-            help="Read a cai output folder whose run is unfinished (with a warning).",
-        ),
-    ] = None,
+    allow_partial: AllowPartial = None,
     push_to_hub: Annotated[
         str | None, Opt(help="Push the dataset to this Hub repo when done.")
     ] = None,
