@@ -2,8 +2,9 @@
 
 This guards refactors (issue 14 moves every module): the fields that carry data must not
 change. Provenance, ids and fingerprints may change on purpose and are not pinned.
-Sampling is seeded (greedy tiny-random repeats one token, which would pin little). Regenerate the golden file
-with ``CAI_UPDATE_GOLDEN=1`` only after an intended change, and say why in the commit.
+Sampling is seeded (greedy tiny-random repeats one token, which would pin little).
+Regenerate the golden file with ``CAI_UPDATE_GOLDEN=1`` only after an intended change,
+and say why in the commit.
 """
 
 from __future__ import annotations
