@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from torch.profiler import ProfilerActivity, profile
 
-from cai.files import write_json_atomic
+from cai._util import write_json_atomic
 
 T = TypeVar("T")
 

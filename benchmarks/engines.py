@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from cai.config import ReviseConfig, load_config
-from cai.revise_run import build_reviser, load_rows, run_revisions
+from cai.revise.run import build_reviser, load_rows, run_revisions
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine_info, write_json  # noqa: E402

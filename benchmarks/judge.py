@@ -19,11 +19,11 @@ from pathlib import Path
 
 import torch
 
+from cai._util import write_json_atomic
 from cai.backends import load_backend
 from cai.backends.base import SamplingParams
 from cai.constitution import load_constitution
 from cai.data import read_prompts
-from cai.files import write_json_atomic
 from cai.judge import Judge, PairItem
 
 HHH = Path(__file__).resolve().parents[2] / "shared" / "data" / "cai-paper" / "hhh-eval-half.jsonl"
@@ -31,7 +31,7 @@ HHH = Path(__file__).resolve().parents[2] / "shared" / "data" / "cai-paper" / "h
 
 def pairs(n: int) -> list[PairItem]:
     if HHH.is_file():
-        from cai.calibration import read_gold
+        from cai.judge.calibration import read_gold
 
         gold = read_gold(HHH)[:n]
         return [PairItem(g.id, g.conversation, g.correct, g.incorrect) for g in gold]

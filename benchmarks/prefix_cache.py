@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
+from cai._util import write_json_atomic
 from cai.backends import load_backend
 from cai.backends.base import SamplingParams
 from cai.constitution import load_constitution
 from cai.data import read_prompts
-from cai.files import write_json_atomic
 from cai.revise import Reviser
 
 

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from cai.backends import SamplingParams
-from cai.cleanup import DEFAULT_STOPS
 from cai.config import ReviseConfig, load_config
-from cai.revise_run import build_reviser, load_rows, run_revisions
+from cai.revise.cleaning import DEFAULT_STOPS
+from cai.revise.run import build_reviser, load_rows, run_revisions
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine_info, print_profile, profile_call, write_json  # noqa: E402

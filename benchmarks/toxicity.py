@@ -17,8 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from cai._util.stats import roc_auc
 from cai.scorers.toxicity import JigsawScorer
-from cai.stats import roc_auc
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import write_json  # noqa: E402

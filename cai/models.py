@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from cai._util import write_json_atomic
 from cai.errors import CaiError
-from cai.files import write_json_atomic
 from cai.resources import cache_dir
 
 DEFAULT_MODEL = "smollm2-135m"

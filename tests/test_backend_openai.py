@@ -293,8 +293,8 @@ def test_concurrent_chunks_write_every_row_once_with_the_same_answers(hf, tmp_pa
     """generate-revisions on a server with chunks in flight at once: every row once, each
     identical to the sequential run's (row seeds, not batch order, decide the samples)."""
     from cai.config import ReviseConfig, load_config
-    from cai.journal import RowJournal
-    from cai.revise_run import run_revisions
+    from cai.jobs import RowJournal
+    from cai.revise import run_revisions
 
     def run(out, **job):
         with serve(hf) as s:

@@ -17,7 +17,7 @@ import pytest
 
 from cai.backends.base import SamplingParams
 from cai.errors import BackendError, CaiError
-from cai.journal import RowJournal
+from cai.jobs import RowJournal
 from tests.openai_server import serve
 
 pytest.importorskip("httpx")

@@ -6,10 +6,9 @@ import json
 
 import pytest
 
-from cai.calibrate_run import run_calibration
-from cai.calibration import read_gold
 from cai.constitution import load_constitution
-from cai.judge import Judge
+from cai.judge import Judge, run_calibration
+from cai.judge.calibration import read_gold
 from tests.conftest import shared_file
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cai.calibration import (
+from cai.errors import CaiError
+from cai.judge.calibration import (
     CalibrationItem,
     GoldPair,
     calibration_report,
@@ -16,7 +17,6 @@ from cai.calibration import (
     summary_table,
     swap_verbatim,
 )
-from cai.errors import CaiError
 
 HHH = Path(__file__).resolve().parents[2] / "shared" / "data" / "cai-paper" / "hhh-eval-half.jsonl"
 

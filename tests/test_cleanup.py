@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cai.cleanup import clean_generation, says_no_change
+from cai.revise.cleaning import clean_generation, says_no_change
 
 
 @pytest.mark.parametrize(

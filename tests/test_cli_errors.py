@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from cai.journal import RowJournal
+from cai.jobs import RowJournal
 
 G = ["generate-revisions", "--model", "tiny-random", "--max-new-tokens", "8", "--no-few-shot"]
 G += ["--chunk-size", "4"]

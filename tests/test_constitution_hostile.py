@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-import cai.constitution as constitution_module
+import cai.constitution.schema as constitution_module
 from cai.constitution import load_constitution, parse_constitution
 from cai.errors import CaiError
 

@@ -1,4 +1,4 @@
-"""Tests for importing published constitutions (cai.constitution_import)."""
+"""Tests for importing published constitutions (cai.constitution.importers)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cai.constitution import Constitution, load_constitution, parse_constitution
-from cai.constitution_import import import_files, to_yaml
+from cai.constitution import (
+    Constitution,
+    import_files,
+    load_constitution,
+    parse_constitution,
+    to_yaml,
+)
 from cai.errors import CaiError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

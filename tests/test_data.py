@@ -1,4 +1,4 @@
-"""Tests for cai.data: reading prompts from every format, rejects, ids."""
+"""Tests for cai.data.read: reading prompts from every format, rejects, ids."""
 
 from __future__ import annotations
 

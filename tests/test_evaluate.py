@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from cai._util.stats import roc_auc
 from cai.config import EvalConfig, load_config
 from cai.errors import CaiError
-from cai.stats import roc_auc
 
 LABELLED = Path(__file__).parent / "data" / "toxicity_labelled.jsonl"
 
@@ -111,7 +111,7 @@ def test_hf_classifier_scorer_keeps_every_label(tmp_path):
 
 
 def test_a_failing_scorer_marks_rows_unscored_and_goes_on():
-    from cai.evaluate import _apply
+    from cai.evaluate.run import _apply
 
     rows = [{"response": t, "scores": {}, "unscored": {}} for t in ["fine", "", "boom", "ok"]]
 

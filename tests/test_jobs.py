@@ -8,8 +8,7 @@ import pytest
 
 from cai.data import PromptRow
 from cai.errors import BackendError
-from cai.jobs import RowsFailed, run_chunks
-from cai.journal import RowJournal
+from cai.jobs import RowJournal, RowsFailed, run_chunks
 
 
 def _rows(n: int) -> list[PromptRow]:

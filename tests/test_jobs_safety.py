@@ -19,8 +19,7 @@ from datasets import load_dataset
 
 from cai.data import PromptRow
 from cai.errors import CaiError
-from cai.jobs import run_chunks
-from cai.journal import RowJournal
+from cai.jobs import RowJournal, run_chunks
 from tests.conftest import REPO
 
 G = ["generate-revisions", "--model", "tiny-random", "--max-new-tokens", "8", "--no-few-shot",
@@ -58,7 +57,7 @@ def no_model(monkeypatch):
 def _hold_lock(folder: Path) -> subprocess.Popen:
     """Another process that holds the output folder's lock until killed."""
     code = (
-        "import sys, time\nfrom pathlib import Path\nfrom cai.jobs import output_lock\n"
+        "import sys, time\nfrom pathlib import Path\nfrom cai.jobs.chunks import output_lock\n"
         "with output_lock(Path(sys.argv[1])):\n    print('locked', flush=True)\n"
         "    time.sleep(600)\n"
     )
@@ -74,7 +73,7 @@ def _hold_lock(folder: Path) -> subprocess.Popen:
 
 @pytest.mark.hostile("same folder and settings, a new input file with the same ids")
 def test_a_new_input_with_the_same_ids_is_regenerated_not_resumed(cai, tmp_path):
-    from cai.jobs import INPUT_KEY
+    from cai.jobs.chunks import INPUT_KEY
 
     out, cache = tmp_path / "out", tmp_path / "c.sqlite"
     a = _write(tmp_path / "a.jsonl", {"1": "How do I bake bread?", "2": "Name a colour."})
@@ -100,7 +99,7 @@ def test_a_new_input_with_the_same_ids_is_regenerated_not_resumed(cai, tmp_path)
 
 @pytest.mark.hostile("same folder and settings, a new input file with the same ids (one row)")
 def test_only_the_changed_row_runs_again_and_keys_stay_out_of_the_result(tmp_path):
-    from cai.jobs import INPUT_KEY
+    from cai.jobs.chunks import INPUT_KEY
 
     calls: list[list[str]] = []
 
@@ -233,7 +232,7 @@ def test_output_that_is_a_file_fails_before_loading(cai, tmp_path, no_model, und
 @pytest.mark.hostile("read-only output or cache folder (output)")
 def test_read_only_output_is_one_line_naming_the_folder(cai, tmp_path, monkeypatch, no_model):
     """Simulated with monkeypatch: tests run as root, where chmod does not stop writes."""
-    from cai import jobs
+    from cai.jobs import chunks as jobs
 
     def read_only(path):
         raise OSError(errno.EROFS, "Read-only file system", str(path))
@@ -305,7 +304,7 @@ def test_a_garbage_cache_is_named_with_a_way_out(cai, tmp_path, no_model):
 def test_a_read_only_cache_is_one_line_naming_the_file(cai, tmp_path, monkeypatch, no_model):
     """Simulated with monkeypatch (sqlite's own error for a read-only folder): tests run as
     root, where chmod does not stop writes."""
-    from cai import gencache
+    from cai.jobs import cache as gencache
 
     class ReadOnlySqlite:
         Error = sqlite3.Error
@@ -322,8 +321,8 @@ def test_a_read_only_cache_is_one_line_naming_the_file(cai, tmp_path, monkeypatc
 
 @pytest.mark.hostile("a cache locked by another process")
 def test_a_locked_cache_warns_once_and_keeps_every_generation(cai, tmp_path, monkeypatch):
-    from cai import gencache
-    from cai.gencache import GenerationCache
+    from cai.jobs import cache as gencache
+    from cai.jobs import GenerationCache
 
     monkeypatch.setattr(gencache, "BUSY_TIMEOUT", 0.2)
     cache = tmp_path / "c.sqlite"

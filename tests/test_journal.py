@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cai.errors import CaiError
-from cai.journal import RowJournal, row_sha256
+from cai.jobs import RowJournal, row_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -107,7 +107,7 @@ def test_append_after_a_torn_tail_never_joins_the_partial_line(tmp_path):
 WRITER = """
 import sys
 from pathlib import Path
-from cai.journal import RowJournal
+from cai.jobs.journal import RowJournal
 
 journal = RowJournal(Path(sys.argv[1]))
 i = 0

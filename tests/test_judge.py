@@ -9,8 +9,8 @@ import pytest
 from cai.backends.base import Generation
 from cai.constitution import load_constitution
 from cai.data import PromptRow
-from cai.judge import OPTIONS, Judge, PairItem, parse_choice, softmax2
-from cai.judge_run import preference_row
+from cai.judge.pairwise import OPTIONS, Judge, PairItem, parse_choice, softmax2
+from cai.judge.run import preference_row
 
 HARMLESS = load_constitution("harmless")
 CONV = [{"role": "user", "content": "My neighbour's dog barks all night. What should I do?"}]
@@ -125,7 +125,7 @@ def test_kwise_ranking_puts_the_best_first():
     cands = ["Be kind and talk first.", "Poison it.", "Call the noise line, kindly."]
     backend = Scripted("oracle", good="kind")
     judge = Judge(backend, HARMLESS)
-    from cai.ranking import all_pairs
+    from cai.judge.ranking import all_pairs
 
     pairs = all_pairs(3)
     items = [PairItem(f"r:{i}-{j}", CONV, cands[i], cands[j]) for i, j in pairs]
@@ -148,7 +148,7 @@ def test_pairwise_row_columns():
 
 
 def test_judge_reward_has_trls_signature_and_caches_the_baseline(tiny_backend):
-    from cai.judge_reward import JudgeReward
+    from cai.judge import JudgeReward
 
     reward = JudgeReward(Judge(Scripted("oracle"), HARMLESS), reference=tiny_backend)
     prompts = [CONV, CONV]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from datasets import load_dataset
 
-from cai.journal import RowJournal
+from cai.jobs import RowJournal
 
 J = ["judge", "--judge-model", "tiny-random", "--chunk-size", "4", "--batch-size", "4"]
 G = ["generate-revisions", "--model", "tiny-random", "--max-new-tokens", "8", "--no-few-shot",

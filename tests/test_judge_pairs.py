@@ -8,8 +8,8 @@ import pytest
 
 from cai.config import JudgeConfig, load_config
 from cai.errors import CaiError
-from cai.judge_pairs import expand_all_pairs, length_bias, verify_revisions
-from cai.judge_run import run_judge
+from cai.judge import run_judge
+from cai.judge.pairs import expand_all_pairs, length_bias, verify_revisions
 from tests.test_judge import Scripted
 
 

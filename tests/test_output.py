@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from cai.data import DatasetCard, markdown_table, push_to_hub, split_rows, write_dataset
 from cai.errors import CaiError
-from cai.output import DatasetCard, markdown_table, push_to_hub, split_rows, write_dataset
 
 TOKEN = "hf_SECRETsecretSECRET123"
 

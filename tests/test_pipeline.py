@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from cai.errors import CaiError
-from cai.evaluate import slug
+from cai.evaluate.run import slug
 from cai.pipeline.hub import push_all
 from cai.pipeline.recipe import load_recipe
 from cai.pipeline.run import plan, run_pipeline, status_lines

@@ -21,7 +21,7 @@ import yaml
 
 from cai import models
 from cai.errors import CaiError
-from cai.journal import RowJournal
+from cai.jobs import RowJournal
 from cai.pipeline.recipe import load_recipe
 from cai.pipeline.run import check_plans, plan, run_pipeline
 from tests.conftest import REPO
@@ -231,7 +231,7 @@ def _prompts(path: Path) -> Path:
 @pytest.mark.hostile("SFT retrained, then judge and evaluate rerun")
 def test_judge_samples_and_judges_again_when_its_model_is_retrained_in_place(tmp_path):
     from cai.config import BackendConfig, JudgeConfig, SamplingConfig
-    from cai.judge_run import run_judge
+    from cai.judge import run_judge
 
     m = _tiny_copy(tmp_path / "M")
     engine = BackendConfig(model=str(m), batch_size=4)
@@ -254,7 +254,7 @@ def test_judge_samples_and_judges_again_when_its_model_is_retrained_in_place(tmp
 def test_evaluate_answers_again_when_a_model_is_retrained_in_place(tmp_path, monkeypatch):
     import cai.jobs
     from cai.config import EvalConfig, SamplingConfig
-    from cai.evaluate import generate_responses, load_prompt_sets
+    from cai.evaluate.run import generate_responses, load_prompt_sets
 
     m = _tiny_copy(tmp_path / "M")
     cfg = EvalConfig(models=[str(m)], prompts=[str(_prompts(tmp_path / "p.jsonl"))],

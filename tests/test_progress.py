@@ -12,8 +12,7 @@ import pytest
 from cai import progress
 from cai.backends.base import Generation, SamplingParams
 from cai.data import PromptRow
-from cai.jobs import run_chunks
-from cai.journal import RowJournal
+from cai.jobs import RowJournal, run_chunks
 
 
 @pytest.fixture
@@ -174,7 +173,7 @@ def test_http_backend_reports_every_response(tiny_backend):
 
 
 def test_calibrate_bar_listens_inside_each_judge_call(events):
-    from cai.calibrate_run import CHUNK, _in_chunks
+    from cai.judge.calibrate_run import CHUNK, _in_chunks
 
     def judge_call(batch):
         progress.stage("scoring")
@@ -187,7 +186,7 @@ def test_calibrate_bar_listens_inside_each_judge_call(events):
 
 
 def test_evaluate_scores_in_chunks_and_its_bar_moves_per_chunk(monkeypatch):
-    from cai import evaluate
+    from cai.evaluate import run as evaluate
 
     moves: list[int] = []
     update = progress.JobBar.update

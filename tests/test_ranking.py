@@ -1,4 +1,4 @@
-"""Pair selection, Bradley–Terry fitting and rank comparison in cai.ranking."""
+"""Pair selection, Bradley–Terry fitting and rank comparison in cai.judge.ranking."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from cai.ranking import (
+from cai.judge.ranking import (
     all_pairs,
     bradley_terry,
     bt_probability,

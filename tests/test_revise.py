@@ -7,7 +7,7 @@ from collections import Counter
 from cai.backends.base import Generation, SamplingParams
 from cai.constitution import parse_constitution
 from cai.data import PromptRow
-from cai.gencache import GenerationCache
+from cai.jobs import GenerationCache
 from cai.revise import Reviser, principle_stats
 
 CONSTITUTION = parse_constitution(

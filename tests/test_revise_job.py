@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from datasets import load_dataset
 
-from cai.journal import RowJournal
+from cai.jobs import RowJournal
 from tests.conftest import REPO
 
 TINY = ["--model", "tiny-random", "--max-new-tokens", "6", "--batch-size", "4"]

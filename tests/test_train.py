@@ -482,7 +482,7 @@ def test_toxicity_penalty_is_minus_the_evaluation_scorers_toxic_probability():
 def test_best_of_n_keeps_the_highest_reward(tmp_path):
     from datasets import load_dataset
 
-    from cai.train.best_of_n import run_best_of_n
+    from cai.best_of_n import run_best_of_n
 
     def longest(prompts, completions, **kw):
         return [float(len(c)) for c in completions]

@@ -8,7 +8,7 @@ from datasets import load_dataset
 
 from cai.config import ReviseConfig, load_config
 from cai.models import resolve_model
-from cai.revise_run import run_revisions
+from cai.revise import run_revisions
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_dpo_trains_on_chosen_and_rejected(revisions, tmp_path):
 @pytest.fixture(scope="module")
 def preferences(revisions, tmp_path_factory):
     from cai.config import JudgeConfig
-    from cai.judge_run import run_judge
+    from cai.judge import run_judge
 
     src = tmp_path_factory.mktemp("src") / "rev"
     revisions.save_to_disk(str(src))

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from cai.backends.vllm_serve import VLLMServer
 from cai.config import JudgeConfig, ReviseConfig, load_config
-from cai.judge_run import run_judge
-from cai.revise_run import run_revisions
+from cai.judge import run_judge
+from cai.revise import run_revisions
 
 MODEL = "smollm2-135m"
 """SmolLM2's head_dim is 64, which vLLM's CPU attention supports (tiny-random's is not)."""

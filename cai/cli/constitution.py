@@ -91,9 +91,8 @@ def constitution_import(
     ] = None,
 ) -> None:
     """Convert the CAI paper's or llm-swarm's JSON files into a cai YAML constitution."""
-    from cai.constitution import parse_constitution
-    from cai.constitution_import import import_files, to_yaml
-    from cai.files import write_text_atomic
+    from cai._util import write_text_atomic
+    from cai.constitution import import_files, parse_constitution, to_yaml
 
     if fmt not in ("anthropic", "llm-swarm"):
         raise CaiError(f"--format must be anthropic or llm-swarm, not {fmt!r}")

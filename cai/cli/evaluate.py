@@ -1,4 +1,4 @@
-"""`cai evaluate`: wiring only; the work is in cai.evaluate."""
+"""`cai evaluate`: wiring only; the work is in cai.evaluate.run."""
 
 from __future__ import annotations
 

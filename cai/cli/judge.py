@@ -1,4 +1,4 @@
-"""`cai judge` and `cai judge calibrate`: wiring only; the judge is cai.judge."""
+"""`cai judge` and `cai judge calibrate`: wiring only; the judge is cai.judge.pairwise."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def judge(
     if ctx.invoked_subcommand is not None:
         return
     from cai.config import JudgeConfig, load_config
-    from cai.judge_run import run_judge
+    from cai.judge import run_judge
 
     overrides = {
         "prompts": prompts,
@@ -191,10 +191,8 @@ def judge_calibrate(
     """Measure the judge on gold labels: accuracy with a bootstrap 95% CI, accuracy per
     order, position consistency, abstentions, length bias and a reliability plot."""
     from cai.backends import SamplingParams, load_backend
-    from cai.calibrate_run import run_calibration
-    from cai.calibration import summary_table
     from cai.constitution import load_constitution
-    from cai.judge import Judge
+    from cai.judge import Judge, run_calibration, summary_table
 
     judge_obj = Judge(
         backend=load_backend("transformers", judge_model, batch_size=batch_size),

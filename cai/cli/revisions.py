@@ -1,4 +1,4 @@
-"""`cai generate-revisions` and `cai merge`: wiring only; the loop is cai.revise."""
+"""`cai generate-revisions` and `cai merge`: wiring only; the loop is cai.revise.loop."""
 
 from __future__ import annotations
 
@@ -125,8 +125,8 @@ def generate_revisions(
     the rows that used them.
     """
     from cai.config import ReviseConfig, load_config
-    from cai.revise_run import dry_run as plan_run
-    from cai.revise_run import run_revisions, summary_lines
+    from cai.revise import dry_run as plan_run
+    from cai.revise import run_revisions, summary_lines
 
     overrides = {
         "prompts": prompts,
@@ -180,7 +180,7 @@ def merge(
     """Join the output folders of a sharded run; check every row is there exactly once."""
     import json
 
-    from cai.merge import merge_shards
+    from cai.jobs import merge_shards
 
     n = merge_shards(shards, output, allow_missing=allow_missing)
     missing = json.loads((output / "run.json").read_text()).get("missing_shards")

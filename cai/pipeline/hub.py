@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cai.files import write_text_atomic
-from cai.output import push_to_hub
+from cai._util import write_text_atomic
+from cai.data import push_to_hub
 from cai.pipeline.recipe import Recipe
 from cai.pipeline.stages import MODEL_STAGES, out
 

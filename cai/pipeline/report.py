@@ -11,8 +11,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from cai.files import write_json_atomic, write_text_atomic
-from cai.output import markdown_table
+from cai._util import write_json_atomic, write_text_atomic
+from cai.data import markdown_table
 from cai.pipeline.recipe import Recipe
 from cai.pipeline.run import StagePlan, read_stage
 

@@ -39,8 +39,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from cai import __version__
+from cai._util import write_json_atomic
 from cai.errors import CaiError
-from cai.files import write_json_atomic
 from cai.models import model_identity, write_identity
 from cai.pipeline.recipe import STAGES, Recipe
 from cai.pipeline.stages import digest, out, run_stage, stage_config

@@ -189,9 +189,8 @@ def _calibrate(cfg: CalibrateStage) -> dict:
     if not gold.is_file():
         return {"skipped": f"no gold file at {gold}"}
     from cai.backends import load_backend
-    from cai.calibrate_run import run_calibration
     from cai.constitution import load_constitution
-    from cai.judge import Judge
+    from cai.judge import Judge, run_calibration
 
     judge = Judge(load_backend("transformers", cfg.judge_model, batch_size=cfg.batch_size),
                   load_constitution(cfg.constitution), mode=cfg.mode, seed=cfg.seed)  # fmt: skip
@@ -202,11 +201,11 @@ def _calibrate(cfg: CalibrateStage) -> dict:
 
 def _runner(stage: str) -> Callable[[Any], dict]:
     if stage == "revisions":
-        from cai.revise_run import run_revisions
+        from cai.revise import run_revisions
 
         return run_revisions
     if stage == "judge":
-        from cai.judge_run import run_judge
+        from cai.judge import run_judge
 
         return run_judge
     if stage == "calibrate":

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cai._util import write_json_atomic
 from cai.errors import CaiError
-from cai.files import write_json_atomic
 from cai.resources import cache_dir
 
 LABELS = ("toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate")

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from cai import __version__
+from cai._util import write_json_atomic, write_text_atomic
 from cai.errors import CaiError
-from cai.files import write_json_atomic, write_text_atomic
 from cai.train.config import LoraSettings, TrainConfig
 
 SUMMARY_FILE = "cai_train.json"
@@ -307,7 +307,7 @@ def finish(trainer, cfg: TrainConfig, kind: str, started: float, data: dict, ext
     write_json_atomic(out / SUMMARY_FILE, summary)
     write_text_atomic(out / "README.md", model_card(summary))
     if cfg.push_to_hub:
-        from cai.output import push_to_hub
+        from cai.data import push_to_hub
 
         summary["hub"] = push_to_hub(out, cfg.push_to_hub, private=cfg.private, repo_type="model")
         write_json_atomic(out / SUMMARY_FILE, summary)

@@ -7,7 +7,7 @@
 - ``SafetySwitch``: the Llama 2 rule. The safety reward when the prompt is flagged unsafe
   (a boolean dataset column) or the safety score is below a threshold (0.15 in the paper),
   else the helpfulness reward.
-- the ``cai judge`` reward (``cai.judge_reward.JudgeReward``): 2·P(completion ≻ baseline) − 1.
+- the ``cai judge`` reward (``cai.judge.reward.JudgeReward``): 2·P(completion ≻ baseline) − 1.
 - ``ToxicityPenalty``: minus the completion's toxicity (the ``toxic`` probability, in
   [0, 1]) from ``cai evaluate``'s scorer: the packaged Jigsaw classifier by default, or a
   named Hugging Face sequence classifier.
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from cai.data import as_messages, response_text
 from cai.errors import CaiError
-from cai.judge_reward import _conversation, _text
 from cai.train.config import RewardSpec
 
 RewardFn = Callable[..., list[float]]
@@ -43,7 +43,7 @@ class ModelReward:
     def texts(self, prompts: Sequence, completions: Sequence) -> list[str]:
         out = []
         for p, c in zip(prompts, completions):
-            conv = _conversation(p) + [{"role": "assistant", "content": _text(c)}]
+            conv = as_messages(p) + [{"role": "assistant", "content": response_text(c) or ""}]
             out.append(self.tokenizer.apply_chat_template(conv, tokenize=False))
         return out
 
@@ -78,7 +78,7 @@ class ToxicityPenalty:
         self.__name__ = f"toxicity:{self.scorer.name}"
 
     def __call__(self, prompts: Sequence, completions: Sequence, **columns) -> list[float]:
-        texts = [_text(c) or "" for c in completions]
+        texts = [response_text(c) or "" for c in completions]
         return [-s["toxic"] for s in self.scorer.score(texts)]
 
 
@@ -134,8 +134,7 @@ def reward_from_spec(spec: RewardSpec, policy: str) -> RewardFn:
     if spec.kind == "judge":
         from cai.backends import load_backend
         from cai.constitution import load_constitution
-        from cai.judge import Judge
-        from cai.judge_reward import JudgeReward
+        from cai.judge import Judge, JudgeReward
 
         judge = Judge(
             backend=load_backend("transformers", spec.path or "smollm2-135m"),

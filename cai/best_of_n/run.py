@@ -13,9 +13,16 @@ import hashlib
 import json
 
 from cai import __version__, progress
-from cai.data import PromptRow, read_prompts
+from cai.data import (
+    DatasetCard,
+    PromptRow,
+    markdown_table,
+    push_to_hub,
+    read_prompts,
+    split_rows,
+    write_dataset,
+)
 from cai.jobs import finish_run, output_lock, run_chunks
-from cai.output import DatasetCard, markdown_table, push_to_hub, split_rows, write_dataset
 from cai.train.config import BestOfNConfig
 from cai.train.rewards import RewardFn, build_reward
 
@@ -23,7 +30,7 @@ from cai.train.rewards import RewardFn, build_reward
 def run_best_of_n(cfg: BestOfNConfig, reward_fn: RewardFn | None = None, backend=None) -> dict:
     """Sample ``n`` answers per prompt, keep the best by reward; write the dataset.
 
-    The output folder is locked for the whole run (``cai.jobs.output_lock``).
+    The output folder is locked for the whole run (``cai.jobs.chunks.output_lock``).
     """
     with output_lock(cfg.output):
         return _run_best_of_n(cfg, reward_fn, backend)

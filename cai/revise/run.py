@@ -9,9 +9,18 @@ from pathlib import Path
 
 from cai.config import ReviseConfig
 from cai.constitution import load_constitution
-from cai.data import PromptRow, Reject, read_prompts
-from cai.gencache import GenerationCache
+from cai.data import (
+    DatasetCard,
+    PromptRow,
+    Reject,
+    markdown_table,
+    push_to_hub,
+    read_prompts,
+    split_rows,
+    write_dataset,
+)
 from cai.jobs import (
+    GenerationCache,
     check_input_complete,
     check_not_overlapping,
     fail_without_rows,
@@ -20,9 +29,8 @@ from cai.jobs import (
     run_chunks,
     select_shard,
 )
-from cai.output import DatasetCard, markdown_table, push_to_hub, split_rows, write_dataset
 from cai.resources import cache_dir
-from cai.revise import Reviser, principle_stats
+from cai.revise.loop import Reviser, principle_stats
 
 
 def build_reviser(cfg: ReviseConfig, backend=None) -> Reviser:

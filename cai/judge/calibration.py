@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from cai.data import parse_hh
+from cai._util import bootstrap_ci
+from cai._util.plots import new_figure, save_png
+from cai.data import to_conversation
 from cai.errors import CaiError
-from cai.plots import new_figure, save_png
-from cai.stats import bootstrap_ci
 
 _OPEN, _CLOSE, _LAST_TURN = "[[[", "]]]", "\n\nAssistant:"
 _HHH_LABELS = {'[[" (A)"], [" (B)"]]': "A", '[[" (B)"], [" (A)"]]': "B"}
@@ -154,19 +154,11 @@ def _split_hh(text: str, key: str) -> tuple[list[dict], str]:
 
 
 def _conversation(value: Any, key: str = "prompt") -> list[dict]:
-    if isinstance(value, str) and value.strip():
-        hh = value.lstrip().startswith("Human:") or "\n\nHuman:" in value
-        messages = parse_hh(value) if hh else [{"role": "user", "content": value.strip()}]
-    elif isinstance(value, list) and all(isinstance(m, dict) for m in value):
-        messages = [{"role": m.get("role"), "content": m.get("content")} for m in value]
-    else:
-        raise ValueError(f"{key!r} must be a non-empty string or a list of {{role, content}}")
-    for m in messages:
-        if m["role"] not in ("system", "user", "assistant") or not isinstance(m["content"], str):
-            raise ValueError(f"{key!r}: bad message {m!r}")
-    if not messages or messages[-1]["role"] != "user":
-        raise ValueError(f"{key!r}: the conversation must end with a user turn")
-    return messages
+    """A gold prompt as messages (``to_conversation``); it must end with a user turn."""
+    if isinstance(value, list) and value and isinstance(value[-1], dict):
+        if value[-1].get("role") != "user":
+            raise ValueError(f"{key!r}: the conversation must end with a user turn")
+    return to_conversation(value, key)
 
 
 def _response(value: Any, key: str) -> str:

@@ -42,10 +42,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from cai._util import write_json_atomic, write_text_atomic
 from cai.data import PromptRow, Reject, write_rejects
 from cai.errors import BackendError, CaiError
-from cai.files import write_json_atomic, write_text_atomic
-from cai.journal import RowJournal
+from cai.jobs.journal import RowJournal
 from cai.progress import JobBar
 
 

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import ValidationError
 
-from cai.constitution import Constitution, Example, Message, Principle
+from cai.constitution.schema import Constitution, Example, Message, Principle
 from cai.errors import CaiError
 
 Format = Literal["anthropic", "llm-swarm"]

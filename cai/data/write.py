@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
+from cai._util import atomic_file, write_text_atomic
 from cai.errors import CaiError
-from cai.files import atomic_file, write_text_atomic
 
 log = logging.getLogger("cai")
 

@@ -22,7 +22,18 @@ from cai import __version__, progress
 from cai.backends.base import SamplingParams
 from cai.config import JudgeConfig
 from cai.constitution import load_constitution
-from cai.data import PromptRow, Reject, read_prompts, split_over_budget
+from cai.data import (
+    DatasetCard,
+    PromptRow,
+    Reject,
+    markdown_table,
+    push_to_hub,
+    read_prompts,
+    response_text,
+    split_over_budget,
+    split_rows,
+    write_dataset,
+)
 from cai.errors import CaiError
 from cai.jobs import (
     check_input_complete,
@@ -33,35 +44,29 @@ from cai.jobs import (
     run_chunks,
     select_shard,
 )
-from cai.judge import Judge, PairItem, PairResult
-from cai.judge_pairs import expand_all_pairs, length_bias, verify_revisions
+from cai.judge.pairs import expand_all_pairs, length_bias, verify_revisions
+from cai.judge.pairwise import Judge, PairItem, PairResult
+from cai.judge.ranking import all_pairs, bradley_terry, bt_probability, budgeted_pairs, ranking
 from cai.models import model_identity
-from cai.output import DatasetCard, markdown_table, push_to_hub, split_rows, write_dataset
 from cai.prompts import template_hash
-from cai.ranking import all_pairs, bradley_terry, bt_probability, budgeted_pairs, ranking
 
 SCHEMA_VERSION = 1
 _LIST_COLUMNS = ("candidates", "responses", "completions")
 _PAIR_COLUMNS = (("chosen", "rejected"), ("response_a", "response_b"))
 
 
-def _text(value) -> str | None:
-    """A response given as a string or as a one-message assistant list."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list) and value and isinstance(value[-1], dict):
-        return value[-1].get("content")
-    return None
-
-
 def candidates_of(row: PromptRow) -> list[str] | None:
     """The candidate responses stored in a row's other columns, if any."""
     for col in _LIST_COLUMNS:
         if isinstance(row.extra.get(col), list):
-            return [t for t in (_text(v) for v in row.extra[col]) if t is not None]
+            return [t for t in (response_text(v) for v in row.extra[col]) if t is not None]
     for a, b in _PAIR_COLUMNS:
         if a in row.extra and b in row.extra:
-            return [t for t in (_text(row.extra[a]), _text(row.extra[b])) if t is not None]
+            return [
+                t
+                for t in (response_text(row.extra[a]), response_text(row.extra[b]))
+                if t is not None
+            ]
     return None
 
 

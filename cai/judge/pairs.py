@@ -1,6 +1,6 @@
 """What ``cai judge`` does with judged rows after judging: bias checks, pair emission, verification.
 
-Each function reads the preference rows that ``cai.judge_run.preference_row`` makes
+Each function reads the preference rows that ``cai.judge.run.preference_row`` makes
 (columns ``candidates``, ``scores``, ``comparisons`` with ``i``, ``j``, ``p_i``, and
 ``chosen``/``rejected``).
 """

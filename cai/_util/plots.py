@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cai._util.files import atomic_file
 from cai.errors import CaiError
-from cai.files import atomic_file
 
 
 def new_figure(figsize: tuple[float, float]):

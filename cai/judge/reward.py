@@ -16,20 +16,8 @@ import hashlib
 import json
 
 from cai.backends.base import Backend, Conversation, SamplingParams
-from cai.judge import Judge, PairItem
-
-
-def _conversation(prompt) -> Conversation:
-    """trl passes a string (standard format) or a list of messages (conversational)."""
-    if isinstance(prompt, str):
-        return [{"role": "user", "content": prompt}]
-    return [dict(m) for m in prompt]
-
-
-def _text(completion) -> str:
-    if isinstance(completion, str):
-        return completion
-    return completion[-1]["content"] if completion else ""
+from cai.data import as_messages, response_text
+from cai.judge.pairwise import Judge, PairItem
 
 
 class JudgeReward:
@@ -67,11 +55,15 @@ class JudgeReward:
         return [self.baselines[self._key(c)] for c in convs]
 
     def __call__(self, prompts: list, completions: list, **kwargs) -> list[float]:
-        convs = [_conversation(p) for p in prompts]
+        convs = [as_messages(p) for p in prompts]
         refs = kwargs.get("reference")
-        baselines = [_text(r) for r in refs] if refs is not None else self._baselines_for(convs)
+        baselines = (
+            [response_text(r) or "" for r in refs]
+            if refs is not None
+            else self._baselines_for(convs)
+        )
         items = [
-            PairItem(f"reward:{self._key(c)}:{i}", c, _text(comp), base)
+            PairItem(f"reward:{self._key(c)}:{i}", c, response_text(comp) or "", base)
             for i, (c, comp, base) in enumerate(zip(convs, completions, baselines))
         ]
         return [2.0 * r.p_a - 1.0 for r in self.judge.judge(items)]

@@ -36,12 +36,12 @@ from pathlib import Path
 
 from cai import __version__, progress
 from cai.backends.base import Backend, Conversation, Generation, SamplingParams
-from cai.cleanup import DEFAULT_STOPS, clean_generation, cut_stops, says_no_change
 from cai.constitution import Constitution, Principle, row_rng, sample_principle
 from cai.data import PromptRow, Reject, split_over_budget
-from cai.gencache import GenerationCache, cache_key
+from cai.jobs import GenerationCache, cache_key
 from cai.models import model_identity
 from cai.prompts import render, template_data, template_hash
+from cai.revise.cleaning import DEFAULT_STOPS, clean_generation, cut_stops, says_no_change
 
 SCHEMA_VERSION = 1
 

@@ -47,14 +47,13 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from cai._util import write_text_atomic
+from cai.data.messages import BadRow, to_conversation
 from cai.errors import CaiError
-from cai.files import write_text_atomic
 
 PROMPT_COLUMNS = ("prompt", "messages", "conversation", "chosen")
 FALLBACK_COLUMNS = ("question", "instruction", "text", "input")
-ROLES = frozenset({"system", "user", "assistant"})
 RAW_CHARS = 500
-_HH_TURN = re.compile(r"\n\n(Human|Assistant):")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _FORMATS = "a .jsonl, .json, .csv or .parquet file, a save_to_disk folder or a Hub id (owner/name)"
 
@@ -85,10 +84,6 @@ class Reject:
     """What was wrong, e.g. ``"empty prompt"`` or ``"malformed JSON on line 3: ..."``."""
     raw: str
     """The raw row or line, cut to at most 500 characters."""
-
-
-class _Bad(Exception):
-    """A row-level problem: becomes a Reject."""
 
 
 def read_prompts(
@@ -125,16 +120,16 @@ def read_prompts(
         try:
             _check_unicode(raw)
             if not isinstance(raw, dict):
-                raise _Bad(f"wrong type: row is {type(raw).__name__}, expected an object")
+                raise BadRow(f"wrong type: row is {type(raw).__name__}, expected an object")
             column = prompt_column or _detect_column(raw)
             if column not in raw:
-                raise _Bad(f"no prompt column {column!r}")
-            conversation = _to_conversation(raw[column], column)
+                raise BadRow(f"no prompt column {column!r}")
+            conversation = to_conversation(raw[column], column)
             row_id = source_id or _generated_id(conversation, repeats)
             if row_id in seen:
-                raise _Bad(_duplicate(row_id, *seen[row_id], generated=source_id is None))
+                raise BadRow(_duplicate(row_id, *seen[row_id], generated=source_id is None))
             extra = {k: _json_safe(v) for k, v in raw.items() if k not in (column, "id")}
-        except _Bad as e:
+        except BadRow as e:
             rejects.append(Reject(index, _printable(source_id), str(e), _clip(raw)))
             continue
         except RecursionError:
@@ -166,25 +161,6 @@ def read_table(source: str, *, split: str | None = None, limit: int | None = Non
     if not rows:
         raise CaiError(f"{where} has no usable rows ({bad} malformed); check the path and format")
     return datasets.Dataset.from_list(rows), bad
-
-
-def parse_hh(text: str) -> list[dict]:
-    """Split an Anthropic HH transcript into chat messages.
-
-    ``"\\n\\nHuman: Hi\\n\\nAssistant: Hello\\n\\nHuman: Bye\\n\\nAssistant:"`` becomes
-    user "Hi", assistant "Hello", user "Bye": contents are stripped and a trailing empty
-    ``Assistant:`` turn is dropped. Text before the first turn becomes a system message.
-    """
-    if text.lstrip().startswith(("Human:", "Assistant:")):
-        text = "\n\n" + text.lstrip()
-    parts = _HH_TURN.split(text)
-    messages = [{"role": "system", "content": parts[0].strip()}] if parts[0].strip() else []
-    for speaker, content in zip(parts[1::2], parts[2::2]):
-        role = "user" if speaker == "Human" else "assistant"
-        messages.append({"role": role, "content": content.strip()})
-    if messages and messages[-1]["role"] == "assistant" and not messages[-1]["content"]:
-        messages.pop()
-    return messages
 
 
 def content_id(conversation: list[dict]) -> str:
@@ -367,42 +343,7 @@ def _detect_column(row: dict) -> str:
     for name in PROMPT_COLUMNS + FALLBACK_COLUMNS:
         if name in row:
             return name
-    raise _Bad(f"no prompt column (looked for {', '.join(PROMPT_COLUMNS + FALLBACK_COLUMNS)})")
-
-
-def _to_conversation(value: Any, column: str) -> list[dict]:
-    if isinstance(value, str) and column in ("messages", "conversation"):
-        try:  # a message list stored as JSON text, as CSV does
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            pass
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise _Bad("empty prompt")
-    if isinstance(value, str):
-        if "\n\nHuman:" not in value and not value.lstrip().startswith("Human:"):
-            return [{"role": "user", "content": value.strip()}]
-        messages = parse_hh(value)
-    elif isinstance(value, (list, tuple)):
-        messages = [_message(i, m) for i, m in enumerate(value)]
-    else:
-        raise _Bad(f"wrong type: {column} is {type(value).__name__}, expected text or messages")
-    users = [i for i, m in enumerate(messages) if m["role"] == "user"]
-    if not users:
-        raise _Bad("no user turn")
-    if not messages[users[-1]]["content"].strip():
-        raise _Bad("empty prompt")
-    return messages[: users[-1] + 1]
-
-
-def _message(i: int, message: Any) -> dict:
-    if not isinstance(message, dict):
-        raise _Bad(f"wrong type: message {i} is {type(message).__name__}, expected an object")
-    role, content = message.get("role"), message.get("content")
-    if role not in ROLES:
-        raise _Bad(f"bad role in message {i}: {role!r} (expected system, user or assistant)")
-    if not isinstance(content, str):
-        raise _Bad(f"wrong type: message {i} content is {type(content).__name__}, expected text")
-    return {"role": role, "content": content}
+    raise BadRow(f"no prompt column (looked for {', '.join(PROMPT_COLUMNS + FALLBACK_COLUMNS)})")
 
 
 def _generated_id(conversation: list[dict], repeats: Counter[str]) -> str:
@@ -425,7 +366,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _check_unicode(raw: Any) -> None:
-    """Raise ``_Bad`` naming the first string (key or value) holding a lone surrogate.
+    """Raise ``BadRow`` naming the first string (key or value) holding a lone surrogate.
 
     JSON ``"\\ud800"`` escapes decode to lone surrogates, which no UTF-8 file can hold.
     """
@@ -434,13 +375,13 @@ def _check_unicode(raw: Any) -> None:
         where, value = stack.pop()
         if isinstance(value, str):
             if _SURROGATE.search(value):
-                raise _Bad(f"invalid unicode: lone surrogate in {where}; fix the row's text")
+                raise BadRow(f"invalid unicode: lone surrogate in {where}; fix the row's text")
         elif isinstance(value, dict):
             named = []
             for k, v in value.items():
                 key = f"column {str(k)!r}" if where == "row" else f"{where}.{_printable(str(k))}"
                 if _SURROGATE.search(str(k)):  # repr() above escapes it
-                    raise _Bad(f"invalid unicode: lone surrogate in the name of {key}")
+                    raise BadRow(f"invalid unicode: lone surrogate in the name of {key}")
                 named.append((key, v))
             stack.extend(reversed(named))
         elif isinstance(value, (list, tuple)):

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from cai.output import markdown_table
+from cai.data import markdown_table
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -134,7 +134,7 @@ def summary_markdown(metrics: dict[str, dict], meta: dict) -> str:
 
 def plots(rows: list[dict], metrics: dict[str, dict], folder: Path) -> list[Path]:
     """helpfulness_vs_harmlessness.png and toxicity.png."""
-    from cai.plots import new_figure, save_png
+    from cai._util.plots import new_figure, save_png
 
     written = []
     fig = new_figure((6, 4.5))

@@ -20,7 +20,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from cai.calibration import (
+from cai._util import write_json_atomic
+from cai.errors import CaiError
+from cai.judge.calibration import (
     CalibrationItem,
     GoldPair,
     calibration_report,
@@ -28,9 +30,7 @@ from cai.calibration import (
     reliability_plot,
     swap_verbatim,
 )
-from cai.errors import CaiError
-from cai.files import write_json_atomic
-from cai.judge import ANSWER_PREFIX, Judge, PairItem
+from cai.judge.pairwise import ANSWER_PREFIX, Judge, PairItem
 from cai.progress import JobBar
 
 _SUFFIX = "The answer is:"

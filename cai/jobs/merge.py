@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cai.data import write_rejects
+from cai._util import write_json_atomic
+from cai.data import DatasetCard, split_rows, write_dataset, write_rejects
 from cai.errors import CaiError
-from cai.files import write_json_atomic
-from cai.jobs import merge_outputs, missing_shards, output_lock
-from cai.journal import RowJournal
-from cai.output import DatasetCard, split_rows, write_dataset
+from cai.jobs.chunks import merge_outputs, missing_shards, output_lock
+from cai.jobs.journal import RowJournal
 
 
 def merge_shards(shard_dirs: list[Path], out_dir: Path, *, allow_missing: bool = False) -> int:

@@ -7,7 +7,7 @@ as in pairwise judging; a response is a refusal when P(A) > 0.5.
 
 from __future__ import annotations
 
-from cai.judge import ANSWER_PREFIX, OPTIONS, Judge, softmax2
+from cai.judge.pairwise import ANSWER_PREFIX, OPTIONS, Judge, softmax2
 from cai.prompts import render
 
 

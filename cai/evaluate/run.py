@@ -131,7 +131,7 @@ def generate_responses(cfg: EvalConfig, model: str, prompts, backend=None) -> li
 
 def read_responses(cfg: EvalConfig) -> list[dict]:
     """Existing responses: a dataset with prompt, response/completion and model columns."""
-    from cai.data import _to_conversation, read_table
+    from cai.data import read_table, to_conversation
 
     ds, _ = read_table(cfg.responses)
     text_col = next((c for c in ("response", "completion") if c in ds.column_names), None)
@@ -142,7 +142,7 @@ def read_responses(cfg: EvalConfig) -> list[dict]:
         )
     out, counters = [], defaultdict(int)
     for row in ds:
-        conv = _to_conversation(row["prompt"], "prompt")
+        conv = to_conversation(row["prompt"], "prompt")
         text = row[text_col]
         text = text[-1]["content"] if isinstance(text, list) else (text or "")
         model = row.get("model") or "responses"
@@ -235,7 +235,7 @@ def score_rows(cfg: EvalConfig, rows: list[dict], judge=None) -> list[str]:
         )
         ran.append("relevance (all-MiniLM-L6-v2)")
     if cfg.refusal_judge and judge is not None:
-        from cai.judge_refusal import judge_refusals
+        from cai.judge import judge_refusals
 
         _apply(rows, "refusal", lambda rs: judge_refusals(judge, rs))
         ran.append("refusal (judge)")
@@ -259,8 +259,8 @@ def score_rows(cfg: EvalConfig, rows: list[dict], judge=None) -> list[str]:
 
 def win_rates(cfg: EvalConfig, rows: list[dict], baseline: str, judge) -> dict[str, dict]:
     """Each model's judged win rate against ``baseline`` on the first sample of each prompt."""
+    from cai._util import bootstrap_ci
     from cai.judge import PairItem
-    from cai.stats import bootstrap_ci
 
     first = {(r["model"], r["prompt_id"]): r for r in rows if r["sample"] == 0}
     out: dict[str, dict] = {}
@@ -298,7 +298,7 @@ def run_evaluation(cfg: EvalConfig, backends: dict | None = None) -> dict:
     """Generate (or read), score, judge, and write the report folder; return the metrics.
 
     ``backends`` maps a model name to a ready backend (tests and the pipeline reuse them).
-    The output folder is locked for the whole run (``cai.jobs.output_lock``).
+    The output folder is locked for the whole run (``cai.jobs.chunks.output_lock``).
     """
     from cai.jobs import output_lock
 
@@ -308,8 +308,8 @@ def run_evaluation(cfg: EvalConfig, backends: dict | None = None) -> dict:
 
 def _run_evaluation(cfg: EvalConfig, backends: dict | None) -> dict:
     from cai import __version__
-    from cai.eval_report import all_metrics, plots, summary_markdown
-    from cai.files import atomic_file, write_json_atomic, write_text_atomic
+    from cai._util import atomic_file, write_json_atomic, write_text_atomic
+    from cai.evaluate.report import all_metrics, plots, summary_markdown
     from cai.models import model_identity
 
     backends = backends or {}

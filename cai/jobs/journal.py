@@ -14,8 +14,8 @@ import json
 import os
 from pathlib import Path
 
+from cai._util import write_text_atomic
 from cai.errors import CaiError
-from cai.files import write_text_atomic
 
 
 def row_sha256(row: dict) -> str:

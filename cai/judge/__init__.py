@@ -1,0 +1,23 @@
+"""RLAIF: pairwise and k-wise AI feedback, calibration on gold labels, the judge as a reward."""
+
+from __future__ import annotations
+
+from cai.judge.calibrate_run import run_calibration
+from cai.judge.calibration import summary_table
+from cai.judge.pairwise import Judge, PairItem, PairResult
+from cai.judge.refusal import judge_refusals, refusal_probabilities
+from cai.judge.reward import JudgeReward
+from cai.judge.run import JudgeJob, run_judge
+
+__all__ = [
+    "Judge",
+    "JudgeJob",
+    "JudgeReward",
+    "PairItem",
+    "PairResult",
+    "judge_refusals",
+    "refusal_probabilities",
+    "run_calibration",
+    "run_judge",
+    "summary_table",
+]
