@@ -18,11 +18,13 @@ from cai.backends.base import Backend, SamplingParams
 from cai.errors import CaiError
 
 
-class _Config(BaseModel):
+class CaiConfig(BaseModel):
+    """The base of every cai config: unknown fields are errors; field docstrings document."""
+
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
-class BackendConfig(_Config):
+class BackendConfig(CaiConfig):
     """Which engine runs the model, and how."""
 
     backend: Literal["transformers", "vllm", "openai"] = "transformers"
@@ -101,7 +103,7 @@ class BackendConfig(_Config):
         return load_backend(self.backend, self.model, **opts)
 
 
-class SamplingConfig(_Config):
+class SamplingConfig(CaiConfig):
     """Sampling settings; see ``cai.backends.base.SamplingParams``."""
 
     max_new_tokens: int = Field(default=256, ge=1)
@@ -182,7 +184,7 @@ def _fraction_or_count(v: float | int) -> float | int:
 TestSize = Annotated[float | int, Field(ge=0), AfterValidator(_fraction_or_count)]
 
 
-class ReviseConfig(_Config):
+class ReviseConfig(CaiConfig):
     """Settings of ``cai generate-revisions``. Every field can be set in ``--config`` YAML."""
 
     prompts: str = "red-team"
@@ -240,7 +242,7 @@ class ReviseConfig(_Config):
     """Make the pushed Hub repo private."""
 
 
-class JudgeConfig(_Config):
+class JudgeConfig(CaiConfig):
     """Settings of ``cai judge``. Every field can be set in ``--config`` YAML."""
 
     prompts: str = "out/revisions"
@@ -305,7 +307,7 @@ class JudgeConfig(_Config):
     """Make the Hub repo private."""
 
 
-class EvalConfig(_Config):
+class EvalConfig(CaiConfig):
     """Settings of ``cai evaluate``. Every field can be set in ``--config`` YAML."""
 
     models: list[str] = ["smollm2-135m"]
@@ -350,3 +352,53 @@ class EvalConfig(_Config):
     """Ask the judge whether a response refuses, instead of the phrase detector."""
     bootstrap: int = Field(default=1000, ge=100)
     """Bootstrap resamples for confidence intervals."""
+
+
+class RewardSpec(CaiConfig):
+    """One reward source for online RL and best-of-n."""
+
+    kind: Literal["model", "judge", "toxicity"] = "model"
+    """`model`: a sequence classifier (e.g. from `cai train reward`). `judge`: the `cai judge`
+    reward, 2·P(completion ≻ baseline) − 1. `toxicity`: minus the toxicity score."""
+    path: str | None = None
+    """`model`: the reward model. `judge`: the judge model (default smollm2-135m).
+    `toxicity`: a Hugging Face toxicity classifier (default: the packaged Jigsaw model)."""
+    weight: float = 1.0
+    """Its weight in a weighted sum."""
+    constitution: str = "harmless"
+    """`judge`: where the comparison questions come from."""
+
+
+class BestOfNConfig(CaiConfig):
+    """``cai best-of-n``: rejection sampling (Llama 2): keep the best of N samples."""
+
+    prompts: str = "red-team"
+    """The prompts: a shipped set, a file, a folder or a Hub id."""
+    split: str | None = None
+    """The split to read."""
+    limit: int | None = Field(default=None, ge=1)
+    """Use only the first N prompts."""
+    output: Path = Path("out/best-of-n")
+    """The output folder (an SFT dataset, resumable)."""
+    n: int = Field(default=4, ge=2)
+    """Samples per prompt."""
+    policy: BackendConfig = Field(default_factory=BackendConfig)
+    """The model that samples."""
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    """Sampling settings; `sampling.seed` is the run's seed."""
+    rewards: list[RewardSpec] = []
+    """The reward(s) that pick the best sample, combined as in online RL."""
+    combine: Literal["sum", "safety-switch"] = "sum"
+    """How several rewards combine (see `cai train grpo`)."""
+    safety_threshold: float = 0.15
+    """`safety-switch`: the safety score below which safety wins."""
+    unsafe_column: str = "unsafe"
+    """`safety-switch`: a boolean column that flags unsafe prompts."""
+    chunk_size: int = Field(default=32, ge=1)
+    """Prompts per chunk; finished chunks are saved."""
+    test_size: TestSize = 0
+    """Held-out rows: a fraction in (0, 1) or a count."""
+    push_to_hub: str | None = None
+    """Push the dataset to this Hub repo when done."""
+    private: bool = False
+    """Make the Hub repo private."""

@@ -292,3 +292,65 @@ def model_status() -> list[dict]:
             }
         )
     return rows
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def on_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False, padding_side: str = "left"):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(
+        path, trust_remote_code=trust_remote_code, padding_side=padding_side
+    )
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_causal_lm(name: str, trust_remote_code: bool = False, need_template: bool = True):
+    """A causal LM and its tokenizer; errors if a chat model is needed and has no template."""
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model(name)
+    tok = load_tokenizer(path, trust_remote_code)
+    if need_template and not tok.chat_template:
+        raise CaiError(
+            f"{name}: the tokenizer has no chat template, and cai trains on chat messages; "
+            "use an instruct/chat model or add a chat_template to its tokenizer_config.json"
+        )
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype="auto" if on_gpu() else "float32", trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError) as e:
+        raise CaiError(f"cannot load model {name!r}: {e}") from e
+    return model, tok
+
+
+def load_scalar_model(name: str, trust_remote_code: bool = False):
+    """A sequence classifier with one output (a reward or value model) and its tokenizer.
+
+    A causal LM's checkpoint gets a fresh one-output head. transformers 5 refuses
+    ``num_labels`` as a keyword here, so it is set on a copy of the config.
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    path = resolve_model(name)
+    cfg = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    cfg.num_labels = 1
+    tok = load_tokenizer(path, trust_remote_code, padding_side="right")
+    cfg.pad_token_id = tok.pad_token_id
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, config=cfg, dtype="float32", trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError) as e:
+        raise CaiError(f"cannot load {name!r} as a one-output sequence classifier: {e}") from e
+    return model, tok

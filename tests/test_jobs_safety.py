@@ -321,8 +321,8 @@ def test_a_read_only_cache_is_one_line_naming_the_file(cai, tmp_path, monkeypatc
 
 @pytest.mark.hostile("a cache locked by another process")
 def test_a_locked_cache_warns_once_and_keeps_every_generation(cai, tmp_path, monkeypatch):
-    from cai.jobs import cache as gencache
     from cai.jobs import GenerationCache
+    from cai.jobs import cache as gencache
 
     monkeypatch.setattr(gencache, "BUSY_TIMEOUT", 0.2)
     cache = tmp_path / "c.sqlite"

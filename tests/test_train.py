@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from cai.config import load_config
+from cai.config import BestOfNConfig, load_config
 from cai.errors import CaiError
 from cai.models import resolve_model
 from cai.train import config as tc
@@ -171,7 +171,7 @@ def test_reward_model_learns_ai_preferences_and_drops_coin_flips(data, tmp_path)
     assert s["data"]["dropped_uncertain"] == 1 and s["data"]["rows"] == data.n_prefs - 1
     assert s["last_loss"] < s["first_loss"]
     assert s["train_accuracy"][-1] == 1.0
-    from cai.train.rewards import ModelReward
+    from cai.scorers.rewards import ModelReward
 
     rm = ModelReward(str(out))
     t = "a locksmith"
@@ -278,7 +278,7 @@ def test_cli_trains_with_set_and_reports(cai, data, tmp_path):
 
 
 def test_weighted_sum_and_safety_switch():
-    from cai.train.rewards import SafetySwitch, WeightedSum
+    from cai.scorers.rewards import SafetySwitch, WeightedSum
 
     def r1(prompts, completions, **kw):
         return [float(len(c)) for c in completions]
@@ -368,8 +368,8 @@ def test_online_rl_raises_the_reward(algorithm, peaky, tmp_path):
 
 
 def test_grpo_logs_the_weighted_sum_it_was_given(peaky, tmp_path):
+    from cai.scorers.rewards import WeightedSum
     from cai.train.online import train_online
-    from cai.train.rewards import WeightedSum
 
     seen: list[tuple[list, list]] = []
 
@@ -434,7 +434,7 @@ class CountTargets(torch.nn.Module):
 
 @pytest.mark.slow
 def test_ppo_raises_the_reward_of_a_scripted_reward_model(peaky, tmp_path):
-    from cai.train.common import load_scalar_model
+    from cai.models import load_scalar_model
     from cai.train.ppo import train_ppo
 
     rm, _ = load_scalar_model(str(peaky.path))
@@ -464,9 +464,9 @@ def test_ppo_raises_the_reward_of_a_scripted_reward_model(peaky, tmp_path):
 
 def test_toxicity_penalty_is_minus_the_evaluation_scorers_toxic_probability():
     from cai.cli.train import _reward_specs
+    from cai.config import RewardSpec
+    from cai.judge import build_reward
     from cai.scorers.toxicity import JigsawScorer
-    from cai.train.config import RewardSpec
-    from cai.train.rewards import build_reward
 
     specs = _reward_specs(None, [2.0], None, toxicity=True)
     assert specs == [{"kind": "toxicity", "weight": 2.0}]
@@ -488,7 +488,7 @@ def test_best_of_n_keeps_the_highest_reward(tmp_path):
         return [float(len(c)) for c in completions]
 
     c = cfg(
-        tc.BestOfNConfig,
+        BestOfNConfig,
         prompts="red-team",
         limit=3,
         n=3,

@@ -13,6 +13,7 @@ import hashlib
 import json
 
 from cai import __version__, progress
+from cai.config import BestOfNConfig
 from cai.data import (
     DatasetCard,
     PromptRow,
@@ -23,8 +24,8 @@ from cai.data import (
     write_dataset,
 )
 from cai.jobs import finish_run, output_lock, run_chunks
-from cai.train.config import BestOfNConfig
-from cai.train.rewards import RewardFn, build_reward
+from cai.judge import build_reward
+from cai.scorers import RewardFn
 
 
 def run_best_of_n(cfg: BestOfNConfig, reward_fn: RewardFn | None = None, backend=None) -> dict:

@@ -16,6 +16,8 @@ from cai import __version__
 from cai.cli import constitution, evaluate, judge, models, pipeline, prompts, revisions, train
 from cai.errors import CaiError
 
+__all__ = ["app", "low_level_message", "main"]
+
 app = typer.Typer(
     help=(
         "Constitutional AI and RL from AI feedback.\n\n"

@@ -293,8 +293,7 @@ def best_of_n(
     """Rejection sampling (Llama 2): sample N answers per prompt, keep the highest-reward
     one, and write an SFT dataset. Resumable like generate-revisions."""
     from cai.best_of_n import run_best_of_n
-    from cai.config import load_config
-    from cai.train.config import BestOfNConfig
+    from cai.config import BestOfNConfig, load_config
 
     specs = _reward_specs(reward_model, weight, judge_model, toxicity_penalty)
     overrides = {

@@ -245,7 +245,7 @@ def score_rows(cfg: EvalConfig, rows: list[dict], judge=None) -> list[str]:
     for r in rows:
         r["scores"]["words"] = len(r["response"].split())
     for name in cfg.reward_models:
-        from cai.train.rewards import ModelReward
+        from cai.scorers import ModelReward
 
         rm = ModelReward(name)
         _apply(

@@ -6,13 +6,15 @@ from cai.judge.calibrate_run import run_calibration
 from cai.judge.calibration import summary_table
 from cai.judge.pairwise import Judge, PairItem, PairResult
 from cai.judge.refusal import judge_refusals, refusal_probabilities
-from cai.judge.reward import JudgeReward
+from cai.judge.reward import JudgeReward, build_reward, reward_from_spec
 from cai.judge.run import JudgeJob, run_judge
 
 __all__ = [
     "Judge",
     "JudgeJob",
     "JudgeReward",
+    "build_reward",
+    "reward_from_spec",
     "PairItem",
     "PairResult",
     "judge_refusals",

@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 
 from cai.backends.base import Backend, Conversation, SamplingParams
+from cai.config import RewardSpec
 from cai.data import as_messages, response_text
+from cai.errors import CaiError
 from cai.judge.pairwise import Judge, PairItem
+from cai.scorers.rewards import ModelReward, RewardFn, SafetySwitch, ToxicityPenalty, WeightedSum
 
 
 class JudgeReward:
@@ -67,3 +71,42 @@ class JudgeReward:
             for i, (c, comp, base) in enumerate(zip(convs, completions, baselines))
         ]
         return [2.0 * r.p_a - 1.0 for r in self.judge.judge(items)]
+
+
+def reward_from_spec(spec: RewardSpec, policy: str) -> RewardFn:
+    """One reward function from its spec; ``policy`` gives the judge's baseline answers."""
+    if spec.kind == "model":
+        if not spec.path:
+            raise CaiError("a reward of kind 'model' needs a path (a reward model folder or id)")
+        return ModelReward(spec.path)
+    if spec.kind == "judge":
+        from cai.backends import load_backend
+        from cai.constitution import load_constitution
+        from cai.judge import Judge, JudgeReward
+
+        judge = Judge(
+            backend=load_backend("transformers", spec.path or "smollm2-135m"),
+            constitution=load_constitution(spec.constitution),
+        )
+        return JudgeReward(judge, reference=load_backend("transformers", policy))
+    return ToxicityPenalty(spec.path)
+
+
+def build_reward(
+    specs: Sequence[RewardSpec],
+    policy: str,
+    combine: str = "sum",
+    threshold: float = 0.15,
+    unsafe_column: str = "unsafe",
+) -> RewardFn:
+    """One callable from the configured rewards: a weighted sum or the safety switch."""
+    if not specs:
+        raise CaiError("no reward given: add at least one reward (e.g. --reward-model PATH)")
+    funcs = [reward_from_spec(s, policy) for s in specs]
+    if combine == "safety-switch":
+        if len(funcs) != 2:
+            raise CaiError("the safety switch needs exactly two rewards: safety, then helpful")
+        return SafetySwitch(funcs[0], funcs[1], threshold, unsafe_column)
+    if len(funcs) == 1 and specs[0].weight == 1.0:
+        return funcs[0]
+    return WeightedSum(funcs, [s.weight for s in specs])

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError
 
-from cai.config import _Config, first_error
+from cai.config import CaiConfig, first_error
 from cai.errors import CaiError
 
 STAGES = ("revisions", "sft", "judge", "calibrate", "reward", "dpo", "ppo", "grpo", "evaluate")
@@ -37,21 +37,21 @@ StageName = Literal["revisions", "sft", "judge", "calibrate", "reward", "dpo", "
                     "evaluate"]  # fmt: skip
 
 
-class Models(_Config):
+class Models(CaiConfig):
     policy: str = "smollm2-135m"
     """The base model that SL-CAI and RL start from (a name, folder or Hub id)."""
     judge: str = "smollm2-135m"
     """The AI feedback model for `judge`, the judge reward and evaluation win rates."""
 
 
-class PromptSets(_Config):
+class PromptSets(CaiConfig):
     red_team: str = "red-team"
     """Prompts for revisions, candidate sampling and online RL."""
     evaluate: list[str] = ["red-team", "helpful"]
     """Prompt sets for evaluation (a set named helpful/benign counts for the refusal rate)."""
 
 
-class Recipe(_Config):
+class Recipe(CaiConfig):
     """A whole CAI run. Stage sections are validated against their command's config."""
 
     name: str

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from cai._util import write_json_atomic, write_text_atomic
 from cai.data import markdown_table
+from cai.pipeline.plan import StagePlan, read_stage
 from cai.pipeline.recipe import Recipe
-from cai.pipeline.run import StagePlan, read_stage
 
 
 def _f(v) -> str:

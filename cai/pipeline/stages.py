@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from cai.config import EvalConfig, JudgeConfig, ReviseConfig, _Config, first_error
+from cai.config import CaiConfig, EvalConfig, JudgeConfig, ReviseConfig, first_error
 from cai.errors import CaiError
 from cai.pipeline.recipe import Recipe
 from cai.train import config as tc
@@ -36,7 +36,7 @@ MODEL_STAGES = ("sft", "dpo", "ppo", "grpo")
 """Stages whose output is a policy model, in the order they refine it."""
 
 
-class CalibrateStage(_Config):
+class CalibrateStage(CaiConfig):
     """The pipeline's `calibrate` stage: the judge on gold-labelled pairs."""
 
     gold: str = "../shared/data/cai-paper/hhh-eval-half.jsonl"

@@ -15,15 +15,10 @@ from typing import Any
 from cai import __version__
 from cai._util import write_json_atomic, write_text_atomic
 from cai.errors import CaiError
+from cai.models import on_gpu
 from cai.train.config import LoraSettings, TrainConfig
 
 SUMMARY_FILE = "cai_train.json"
-
-
-def on_gpu() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def load_data(cfg: TrainConfig, split: str | None = None):
@@ -44,65 +39,6 @@ def require_columns(ds, needed: list[str], dataset: str, hint: str) -> None:
             f"{dataset}: missing column(s) {', '.join(missing)} (it has: "
             f"{', '.join(ds.column_names)}); {hint}"
         )
-
-
-def load_tokenizer(path: str, trust_remote_code: bool = False, padding_side: str = "left"):
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(
-        path, trust_remote_code=trust_remote_code, padding_side=padding_side
-    )
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
-
-
-def resolve(name: str) -> str:
-    from cai.models import resolve_model
-
-    return resolve_model(name)
-
-
-def load_causal_lm(name: str, trust_remote_code: bool = False, need_template: bool = True):
-    """A causal LM and its tokenizer; errors if a chat model is needed and has no template."""
-    from transformers import AutoModelForCausalLM
-
-    path = resolve(name)
-    tok = load_tokenizer(path, trust_remote_code)
-    if need_template and not tok.chat_template:
-        raise CaiError(
-            f"{name}: the tokenizer has no chat template, and cai trains on chat messages; "
-            "use an instruct/chat model or add a chat_template to its tokenizer_config.json"
-        )
-    try:
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype="auto" if on_gpu() else "float32", trust_remote_code=trust_remote_code
-        )
-    except (OSError, ValueError) as e:
-        raise CaiError(f"cannot load model {name!r}: {e}") from e
-    return model, tok
-
-
-def load_scalar_model(name: str, trust_remote_code: bool = False):
-    """A sequence classifier with one output (a reward or value model) and its tokenizer.
-
-    A causal LM's checkpoint gets a fresh one-output head. transformers 5 refuses
-    ``num_labels`` as a keyword here, so it is set on a copy of the config.
-    """
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-
-    path = resolve(name)
-    cfg = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
-    cfg.num_labels = 1
-    tok = load_tokenizer(path, trust_remote_code, padding_side="right")
-    cfg.pad_token_id = tok.pad_token_id
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path, config=cfg, dtype="float32", trust_remote_code=trust_remote_code
-        )
-    except (OSError, ValueError) as e:
-        raise CaiError(f"cannot load {name!r} as a one-output sequence classifier: {e}") from e
-    return model, tok
 
 
 TRL_CONFIGS: dict[str, tuple[str, str, dict[str, Any]]] = {

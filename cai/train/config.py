@@ -14,10 +14,10 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from cai.config import BackendConfig, SamplingConfig, TestSize, _Config
+from cai.config import CaiConfig, RewardSpec
 
 
-class LoraSettings(_Config):
+class LoraSettings(CaiConfig):
     """A LoRA adapter (peft) instead of full fine-tuning."""
 
     enabled: bool = False
@@ -32,7 +32,7 @@ class LoraSettings(_Config):
     """Which modules get adapters: a list of names, or `all-linear`."""
 
 
-class TrainConfig(_Config):
+class TrainConfig(CaiConfig):
     """Settings every ``cai train`` command shares."""
 
     model: str = "smollm2-135m"
@@ -96,21 +96,6 @@ class DPORunConfig(TrainConfig):
     """Drop pairs whose soft label `p_chosen` lies within this distance of 0.5."""
 
 
-class RewardSpec(_Config):
-    """One reward source for online RL and best-of-n."""
-
-    kind: Literal["model", "judge", "toxicity"] = "model"
-    """`model`: a sequence classifier (e.g. from `cai train reward`). `judge`: the `cai judge`
-    reward, 2·P(completion ≻ baseline) − 1. `toxicity`: minus the toxicity score."""
-    path: str | None = None
-    """`model`: the reward model. `judge`: the judge model (default smollm2-135m).
-    `toxicity`: a Hugging Face toxicity classifier (default: the packaged Jigsaw model)."""
-    weight: float = 1.0
-    """Its weight in a weighted sum."""
-    constitution: str = "harmless"
-    """`judge`: where the comparison questions come from."""
-
-
 class OnlineRunConfig(TrainConfig):
     """``cai train grpo`` / ``cai train rloo``: online RL with reward functions."""
 
@@ -147,38 +132,3 @@ class PPORunConfig(TrainConfig):
     """The frozen reference policy (default: a copy of `model`)."""
     max_prompt_tokens: int = Field(default=256, ge=8)
     """Prompts longer than this (in tokens) are dropped, with a count."""
-
-
-class BestOfNConfig(_Config):
-    """``cai best-of-n``: rejection sampling (Llama 2): keep the best of N samples."""
-
-    prompts: str = "red-team"
-    """The prompts: a shipped set, a file, a folder or a Hub id."""
-    split: str | None = None
-    """The split to read."""
-    limit: int | None = Field(default=None, ge=1)
-    """Use only the first N prompts."""
-    output: Path = Path("out/best-of-n")
-    """The output folder (an SFT dataset, resumable)."""
-    n: int = Field(default=4, ge=2)
-    """Samples per prompt."""
-    policy: BackendConfig = Field(default_factory=BackendConfig)
-    """The model that samples."""
-    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
-    """Sampling settings; `sampling.seed` is the run's seed."""
-    rewards: list[RewardSpec] = []
-    """The reward(s) that pick the best sample, combined as in online RL."""
-    combine: Literal["sum", "safety-switch"] = "sum"
-    """How several rewards combine (see `cai train grpo`)."""
-    safety_threshold: float = 0.15
-    """`safety-switch`: the safety score below which safety wins."""
-    unsafe_column: str = "unsafe"
-    """`safety-switch`: a boolean column that flags unsafe prompts."""
-    chunk_size: int = Field(default=32, ge=1)
-    """Prompts per chunk; finished chunks are saved."""
-    test_size: TestSize = 0
-    """Held-out rows: a fraction in (0, 1) or a count."""
-    push_to_hub: str | None = None
-    """Push the dataset to this Hub repo when done."""
-    private: bool = False
-    """Make the Hub repo private."""

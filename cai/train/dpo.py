@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+from cai import models
 from cai.train import common
 from cai.train.config import DPORunConfig
 
@@ -21,7 +22,7 @@ def train_dpo(cfg: DPORunConfig) -> dict:
     raw = common.load_data(cfg)
     keep = ["prompt", "chosen", "rejected"]
     data, dropped = common.preference_data(raw, cfg.dataset, cfg.min_confidence, keep)
-    model, tok = common.load_causal_lm(cfg.model, cfg.trust_remote_code)
+    model, tok = models.load_causal_lm(cfg.model, cfg.trust_remote_code)
     args = common.trl_args(DPOConfig, cfg, learning_rate=5e-6)
     trainer = DPOTrainer(
         model=model,

@@ -18,7 +18,7 @@ def merge_lora(adapter: Path, output: Path, base: str | None = None) -> Path:
         from peft import PeftModel
     except ImportError:
         raise CaiError("merging LoRA needs peft: pip install peft") from None
-    from cai.train.common import load_causal_lm, load_tokenizer
+    from cai.models import load_causal_lm, load_tokenizer
 
     base_name = base or json.loads(config.read_text())["base_model_name_or_path"]
     model, _ = load_causal_lm(base_name, need_template=False)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import time
 
+from cai import models
+from cai.judge import build_reward
+from cai.scorers import RewardFn
 from cai.train import common
 from cai.train.config import OnlineRunConfig
-from cai.train.rewards import RewardFn, build_reward
 
 
 def prompt_dataset(cfg: common.TrainConfig):
@@ -45,7 +47,7 @@ def train_online(cfg: OnlineRunConfig, algorithm: str, reward_fn: RewardFn | Non
     reward = reward_fn or build_reward(
         cfg.rewards, cfg.model, cfg.combine, cfg.safety_threshold, cfg.unsafe_column
     )
-    model, tok = common.load_causal_lm(cfg.model, cfg.trust_remote_code)
+    model, tok = models.load_causal_lm(cfg.model, cfg.trust_remote_code)
     args = common.trl_args(
         common.trl_attr(config_name),
         cfg,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 
+from cai import models
 from cai.errors import CaiError
 from cai.train import common
 from cai.train.config import PPORunConfig
@@ -50,18 +51,18 @@ def train_ppo(cfg: PPORunConfig, reward_model=None) -> dict:
     from trl.experimental.ppo import PPOConfig, PPOTrainer
 
     started = time.time()
-    model, tok = common.load_causal_lm(cfg.model, cfg.trust_remote_code)
-    ref, _ = common.load_causal_lm(cfg.ref_model or cfg.model, cfg.trust_remote_code)
+    model, tok = models.load_causal_lm(cfg.model, cfg.trust_remote_code)
+    ref, _ = models.load_causal_lm(cfg.ref_model or cfg.model, cfg.trust_remote_code)
     reward = reward_model
     if reward is None:
-        reward, reward_tok = common.load_scalar_model(cfg.reward_model, cfg.trust_remote_code)
+        reward, reward_tok = models.load_scalar_model(cfg.reward_model, cfg.trust_remote_code)
         if reward_tok.get_vocab() != tok.get_vocab():
             raise CaiError(
                 f"the reward model {cfg.reward_model!r} has a different tokenizer from the "
                 f"policy {cfg.model!r}; PPO passes token ids, so train it from the same base"
             )
     value_init = cfg.value_model or cfg.reward_model or cfg.model
-    value, _ = common.load_scalar_model(value_init, cfg.trust_remote_code)
+    value, _ = models.load_scalar_model(value_init, cfg.trust_remote_code)
     data = tokenised_prompts(cfg, tok)
     args = common.trl_args(
         PPOConfig,

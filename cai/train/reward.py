@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+from cai import models
 from cai.train import common
 from cai.train.config import RewardRunConfig
 
@@ -28,7 +29,7 @@ def train_reward(cfg: RewardRunConfig) -> dict:
     if cfg.eval_split:
         held = common.load_data(cfg, split=cfg.eval_split)
         evaluation, _ = common.preference_data(held, cfg.dataset, 0.0, keep)
-    model, tok = common.load_scalar_model(cfg.model, cfg.trust_remote_code)
+    model, tok = models.load_scalar_model(cfg.model, cfg.trust_remote_code)
     args = common.trl_args(RewardConfig, cfg, learning_rate=5e-5)
     trainer = RewardTrainer(
         model=model,

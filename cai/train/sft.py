@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 
+from cai import models
 from cai.errors import CaiError
 from cai.train import common
 from cai.train.config import SFTRunConfig
@@ -83,7 +84,7 @@ def train_sft(cfg: SFTRunConfig) -> dict:
 
     started = time.time()
     data, info = build_dataset(cfg)
-    model, tok = common.load_causal_lm(cfg.model, cfg.trust_remote_code)
+    model, tok = models.load_causal_lm(cfg.model, cfg.trust_remote_code)
     args = common.trl_args(SFTConfig, cfg, completion_only_loss=True, learning_rate=1e-5)
     trainer = SFTTrainer(
         model=model,

@@ -1,4 +1,4 @@
-"""Reward functions for online RL and best-of-n, all with trl's signature
+"""Reward scorers for online RL, best-of-n and evaluation, all with trl's signature
 ``f(prompts, completions, **columns) -> list[float]``.
 
 - ``ModelReward``: the scalar output of a one-output sequence classifier (for example a
@@ -7,12 +7,13 @@
 - ``SafetySwitch``: the Llama 2 rule. The safety reward when the prompt is flagged unsafe
   (a boolean dataset column) or the safety score is below a threshold (0.15 in the paper),
   else the helpfulness reward.
-- the ``cai judge`` reward (``cai.judge.reward.JudgeReward``): 2·P(completion ≻ baseline) − 1.
 - ``ToxicityPenalty``: minus the completion's toxicity (the ``toxic`` probability, in
   [0, 1]) from ``cai evaluate``'s scorer: the packaged Jigsaw classifier by default, or a
   named Hugging Face sequence classifier.
 
-``build_reward(cfg)`` turns the ``rewards`` list of a config into one callable.
+The ``cai judge`` reward (``cai.judge.JudgeReward``, 2·P(completion ≻ baseline) − 1) lives
+with the judge, and so does ``cai.judge.build_reward``, which turns the ``rewards`` list of
+a config into one callable.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from collections.abc import Callable, Sequence
 
 from cai.data import as_messages, response_text
 from cai.errors import CaiError
-from cai.train.config import RewardSpec
 
 RewardFn = Callable[..., list[float]]
 
@@ -32,7 +32,7 @@ class ModelReward:
     def __init__(self, name: str, batch_size: int = 8, trust_remote_code: bool = False) -> None:
         import torch
 
-        from cai.train.common import load_scalar_model
+        from cai.models import load_scalar_model
 
         self.model, self.tokenizer = load_scalar_model(name, trust_remote_code)
         self.model.eval()
@@ -123,42 +123,3 @@ class SafetySwitch:
             s if (bool(flag) or s < self.threshold) else h
             for s, h, flag in zip(safe, helpful, flags)
         ]
-
-
-def reward_from_spec(spec: RewardSpec, policy: str) -> RewardFn:
-    """One reward function from its spec; ``policy`` gives the judge's baseline answers."""
-    if spec.kind == "model":
-        if not spec.path:
-            raise CaiError("a reward of kind 'model' needs a path (a reward model folder or id)")
-        return ModelReward(spec.path)
-    if spec.kind == "judge":
-        from cai.backends import load_backend
-        from cai.constitution import load_constitution
-        from cai.judge import Judge, JudgeReward
-
-        judge = Judge(
-            backend=load_backend("transformers", spec.path or "smollm2-135m"),
-            constitution=load_constitution(spec.constitution),
-        )
-        return JudgeReward(judge, reference=load_backend("transformers", policy))
-    return ToxicityPenalty(spec.path)
-
-
-def build_reward(
-    specs: Sequence[RewardSpec],
-    policy: str,
-    combine: str = "sum",
-    threshold: float = 0.15,
-    unsafe_column: str = "unsafe",
-) -> RewardFn:
-    """One callable from the configured rewards: a weighted sum or the safety switch."""
-    if not specs:
-        raise CaiError("no reward given: add at least one reward (e.g. --reward-model PATH)")
-    funcs = [reward_from_spec(s, policy) for s in specs]
-    if combine == "safety-switch":
-        if len(funcs) != 2:
-            raise CaiError("the safety switch needs exactly two rewards: safety, then helpful")
-        return SafetySwitch(funcs[0], funcs[1], threshold, unsafe_column)
-    if len(funcs) == 1 and specs[0].weight == 1.0:
-        return funcs[0]
-    return WeightedSum(funcs, [s.weight for s in specs])
