@@ -3,7 +3,7 @@
 Example:
     .venv/bin/python benchmarks/toxicity.py
 
-Reads ``tests/data/toxicity_labelled.jsonl`` (sentences we wrote: toxic, benign, and benign
+Reads ``tests/fixtures/toxicity_labelled.jsonl`` (sentences we wrote: toxic, benign, and benign
 sentences that mention identities and sensitive topics), scores them with the packaged
 Jigsaw classifier (``cai.scorers.toxicity.JigsawScorer``), and reports the ROC AUC of the
 ``toxic`` probability, and the false-positive rate at the evaluation threshold (0.5) on all
@@ -23,7 +23,7 @@ from cai.scorers.toxicity import JigsawScorer
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import write_json  # noqa: E402
 
-LABELLED = Path(__file__).parent.parent / "tests" / "data" / "toxicity_labelled.jsonl"
+LABELLED = Path(__file__).parent.parent / "tests" / "fixtures" / "toxicity_labelled.jsonl"
 
 
 def main(argv: list[str] | None = None) -> None:

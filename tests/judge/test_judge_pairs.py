@@ -10,7 +10,7 @@ from cai.config import JudgeConfig, load_config
 from cai.errors import CaiError
 from cai.judge import run_judge
 from cai.judge.pairs import expand_all_pairs, length_bias, verify_revisions
-from tests.test_judge import Scripted
+from tests.judge.test_judge import Scripted
 
 
 def _row(cands, comps, scores, **extra):

@@ -16,8 +16,9 @@ from cai.constitution import (
     to_yaml,
 )
 from cai.errors import CaiError
+from tests.conftest import REPO
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = (REPO.parent / "shared") / "data"
 PAPER = SHARED / "cai-paper"
 SWARM = SHARED / "llm-swarm"
 

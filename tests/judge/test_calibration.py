@@ -17,8 +17,9 @@ from cai.judge.calibration import (
     summary_table,
     swap_verbatim,
 )
+from tests.conftest import REPO
 
-HHH = Path(__file__).resolve().parents[2] / "shared" / "data" / "cai-paper" / "hhh-eval-half.jsonl"
+HHH = (REPO.parent / "shared") / "data" / "cai-paper" / "hhh-eval-half.jsonl"
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,9 @@ from cai.data import (
     write_rejects,
 )
 from cai.errors import CaiError
+from tests.conftest import REPO
 
-PALMS = Path(__file__).resolve().parents[2] / "shared" / "data" / "cai-paper"
+PALMS = (REPO.parent / "shared") / "data" / "cai-paper"
 PALMS = PALMS / "palms-redteam-prompts.jsonl"
 HH = "\n\nHuman: Hi there\n\nAssistant: Hello!\n\nHuman: How do I pick a lock?\n\nAssistant:"
 HH_TURNS = [
@@ -136,7 +137,7 @@ def test_dataset_dict_folder_splits(tmp_path):
 
 
 def test_shipped_set():
-    path = Path(__file__).resolve().parents[1] / "cai" / "prompt_sets" / "red-team.jsonl"
+    path = REPO / "cai" / "prompt_sets" / "red-team.jsonl"
     if not path.is_file():
         pytest.skip("cai/prompt_sets/red-team.jsonl is not written yet")
     assert shipped_prompt_set_path("red-team") == path

@@ -8,14 +8,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from cai.errors import CaiError
 from cai.jobs import RowJournal, row_sha256
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO
 
 
 def _rows(start: int, stop: int) -> list[dict]:

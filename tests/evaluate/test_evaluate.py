@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
-from pathlib import Path
 
 import pytest
 
 from cai._util.stats import roc_auc
 from cai.config import EvalConfig, load_config
 from cai.errors import CaiError
+from tests.conftest import REPO
 
-LABELLED = Path(__file__).parent / "data" / "toxicity_labelled.jsonl"
+LABELLED = (REPO / "tests" / "fixtures") / "toxicity_labelled.jsonl"
 
 
 @pytest.fixture(scope="module")

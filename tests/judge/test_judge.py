@@ -58,7 +58,7 @@ def test_parse_choice_is_strict():
 
 
 def test_recorded_probability_is_a_softmax_of_the_models_own_option_scores(tiny_backend):
-    from tests.test_backend_hf import direct_option_logprob
+    from tests.backends.test_backend_hf import direct_option_logprob
 
     judge = Judge(tiny_backend, HARMLESS, seed=3)
     res = judge.judge([ITEM])[0]
