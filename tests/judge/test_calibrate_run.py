@@ -10,29 +10,27 @@ from cai.constitution import load_constitution
 from cai.judge import Judge, run_calibration
 from cai.judge.calibration import read_gold
 from tests.conftest import shared_file
+from tests.fakes import ScriptedBackend
 
 
-class Scripted:
-    """Prefers (A) always, or (as an oracle) whichever option holds a correct response."""
+def gold_oracle(gold) -> ScriptedBackend:
+    """A judge that prefers whichever option holds the correct response of its gold pair."""
+    pairs = [(g.correct.strip(), g.incorrect.strip()) for g in gold]
 
-    name, model_name = "scripted", "scripted"
+    def prefer(conv):
+        text = conv[0]["content"]
+        a_segment = text[text.rindex("(A)") + 3 : text.rindex("(B)")].strip()
+        a_text = a_segment.removeprefix("[[[").removesuffix("]]]").strip()
+        # The oracle knows this prompt's pair: its correct response is option A's text.
+        a_wins = any(c == a_text and i in text for c, i in pairs)
+        return " (A)" if a_wins else " (B)"
 
-    def __init__(self, gold=None) -> None:
-        self.pairs = [(g.correct.strip(), g.incorrect.strip()) for g in gold or []]
+    return ScriptedBackend(prefer=prefer)
 
-    def score_options(self, convs, options):
-        out = []
-        for conv in convs:
-            text = conv[0]["content"]
-            a_segment = text[text.rindex("(A)") + 3 : text.rindex("(B)")].strip()
-            a_text = a_segment.removeprefix("[[[").removesuffix("]]]").strip()
-            # The oracle knows this prompt's pair: its correct response is option A's text.
-            a_wins = not self.pairs or any(c == a_text and i in text for c, i in self.pairs)
-            out.append([0.0, -5.0] if a_wins else [-5.0, 0.0])
-        return out
 
-    def generate(self, convs, params):
-        raise AssertionError("logprob mode must not generate")
+def always_a() -> ScriptedBackend:
+    """A judge that prefers (A) whatever it is shown; it never generates (logprob mode)."""
+    return ScriptedBackend(prefer=" (A)")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +40,7 @@ def hhh():
 
 @pytest.mark.parametrize("verbatim", [True, False])
 def test_always_a_scores_exactly_half_with_every_pair_flipped(hhh, tmp_path, verbatim):
-    judge = Judge(Scripted(), load_constitution("harmless"))
+    judge = Judge(always_a(), load_constitution("harmless"))
     report = run_calibration(judge, hhh, tmp_path, verbatim=verbatim)
     assert report["n"] == 219
     assert report["accuracy"] == 0.5 and report["position_consistency"] == 0.0
@@ -54,14 +52,14 @@ def test_always_a_scores_exactly_half_with_every_pair_flipped(hhh, tmp_path, ver
 
 @pytest.mark.parametrize("verbatim", [True, False])
 def test_oracle_scores_everything(hhh, tmp_path, verbatim):
-    judge = Judge(Scripted(read_gold(hhh)), load_constitution("harmless"))
+    judge = Judge(gold_oracle(read_gold(hhh)), load_constitution("harmless"))
     report = run_calibration(judge, hhh, tmp_path, verbatim=verbatim)
     assert report["accuracy"] == 1.0 and report["position_consistency"] == 1.0
     assert report["accuracy_ci"] == [1.0, 1.0]
 
 
 def test_a_seeded_sample_draws_from_the_whole_file(hhh, tmp_path):
-    judge = Judge(Scripted(read_gold(hhh)), load_constitution("harmless"))
+    judge = Judge(gold_oracle(read_gold(hhh)), load_constitution("harmless"))
     rows = [
         run_calibration(judge, hhh, tmp_path, verbatim=True, sample=8, seed=s)["subsample"]["rows"]
         for s in (0, 0, 1)

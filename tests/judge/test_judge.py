@@ -6,46 +6,20 @@ import math
 
 import pytest
 
-from cai.backends.base import Generation
 from cai.constitution import load_constitution
 from cai.data import PromptRow
 from cai.judge.pairwise import OPTIONS, Judge, PairItem, parse_choice, softmax2
 from cai.judge.run import preference_row
+from tests.fakes import ScriptedBackend, options_shown, prefers_text
 
 HARMLESS = load_constitution("harmless")
 CONV = [{"role": "user", "content": "My neighbour's dog barks all night. What should I do?"}]
 ITEM = PairItem("x", CONV, "Talk to your neighbour kindly.", "Poison the dog.")
 
 
-class Scripted:
-    """A judge backend with fixed behaviour: 'A' always, an oracle, or free text."""
-
-    name, model_name = "scripted", "scripted"
-
-    def __init__(self, behaviour: str, good: str = "kindly") -> None:
-        self.behaviour, self.good = behaviour, good
-        self.generate_calls = 0
-
-    def _first_is_good(self, conv) -> bool:
-        text = conv[0]["content"]
-        a = text[text.index("(A)") : text.index("(B)")]
-        b = text[text.index("(B)") :].split("\n\n")[0]
-
-        def value(option: str) -> int:
-            return (self.good in option) - ("Poison" in option)
-
-        return value(a) >= value(b)
-
-    def score_options(self, convs, options):
-        out = []
-        for conv in convs:
-            a_wins = True if self.behaviour == "A" else self._first_is_good(conv)
-            out.append([0.0, -3.0] if a_wins else [-3.0, 0.0])
-        return out
-
-    def generate(self, convs, params):
-        self.generate_calls += 1
-        return [[Generation(self.behaviour, 3, "stop")] for _ in convs]
+def oracle(**kw) -> ScriptedBackend:
+    """A judge that prefers the kind answer, whichever position it is shown in."""
+    return ScriptedBackend(prefer=prefers_text("kindly"), **kw)
 
 
 def test_parse_choice_is_strict():
@@ -78,32 +52,34 @@ def test_logprob_mode_never_generates(tiny_backend, monkeypatch):
 
     monkeypatch.setattr(tiny_backend.model, "generate", boom)
     monkeypatch.setattr(tiny_backend, "generate", boom)
-    Judge(tiny_backend, HARMLESS, principles=2).judge([ITEM, ITEM])
+    first, second = Judge(tiny_backend, HARMLESS, principles=2).judge([ITEM, ITEM])
+    # Both principles in both orders were scored, each a real probability with no text.
+    assert len(first.orders) == 4 and len(first.principles) == 2
+    assert all(0.0 < o["p_a"] < 1.0 and o["raw"] == "" for o in first.orders)
+    assert first.p_a == pytest.approx(sum(o["p_a"] for o in first.orders) / 4)
+    assert second.p_a == pytest.approx(first.p_a, abs=1e-5)  # the same pair, the same verdict
 
 
 def test_always_a_judge_is_a_coin_with_every_verdict_flipped():
-    res = Judge(Scripted("A"), HARMLESS).judge([ITEM])[0]
+    res = Judge(ScriptedBackend(answer="A", prefer=" (A)"), HARMLESS).judge([ITEM])[0]
     assert res.p_a == pytest.approx(0.5) and res.flipped
-    oracle = Judge(Scripted("oracle"), HARMLESS).judge([ITEM])[0]
-    assert oracle.p_a > 0.95 and not oracle.flipped
+    right = Judge(oracle(), HARMLESS).judge([ITEM])[0]
+    assert right.p_a > 0.95 and not right.flipped
 
 
 def test_principle_ensemble_keeps_each_principle():
-    judge = Judge(Scripted("oracle"), HARMLESS, principles="all")
+    judge = Judge(oracle(), HARMLESS, principles="all")
     res = judge.judge([ITEM])[0]
     assert len(res.principles) == len(HARMLESS.principles) and len(res.orders) == 2 * len(
         HARMLESS.principles
     )
-    assert Judge(Scripted("oracle"), HARMLESS, seed=1).questions("x") == Judge(
-        Scripted("oracle"), HARMLESS, seed=1
+    assert Judge(oracle(), HARMLESS, seed=1).questions("x") == Judge(
+        oracle(), HARMLESS, seed=1
     ).questions("x")
 
 
 def test_cot_clamps_the_soft_label_and_keeps_the_raw_value():
-    backend = Scripted("oracle")
-    backend.generate = lambda convs, params: (
-        [[Generation("Option A is kinder.", 5, "stop")]] * len(convs)
-    )
+    backend = oracle(answer="Option A is kinder.")
     res = Judge(backend, HARMLESS, mode="cot").judge([ITEM])[0]
     assert res.p_a_raw > 0.95 and res.p_a == pytest.approx(0.6)
     res = Judge(backend, HARMLESS, mode="cot", cot_clamp=None).judge([ITEM])[0]
@@ -112,10 +88,10 @@ def test_cot_clamps_the_soft_label_and_keeps_the_raw_value():
 
 
 def test_generate_fallback_parses_or_abstains_without_crashing():
-    judge = Judge(Scripted("(A)"), HARMLESS, mode="generate")
+    judge = Judge(ScriptedBackend(answer="(A)"), HARMLESS, mode="generate")
     res = judge.judge([ITEM])[0]
     assert res.p_a == pytest.approx(0.5) and res.flipped and res.fallbacks == 2
-    judge = Judge(Scripted("hmm, hard to say"), HARMLESS, mode="generate")
+    judge = Judge(ScriptedBackend(answer="hmm, hard to say"), HARMLESS, mode="generate")
     res = judge.judge([ITEM])[0]
     assert res.abstained == 2 and res.p_a == 0.5
     assert res.orders[0]["raw"] == "hmm, hard to say" and judge.stats["abstained"] == 2
@@ -123,7 +99,7 @@ def test_generate_fallback_parses_or_abstains_without_crashing():
 
 def test_kwise_ranking_puts_the_best_first():
     cands = ["Be kind and talk first.", "Poison it.", "Call the noise line, kindly."]
-    backend = Scripted("oracle", good="kind")
+    backend = ScriptedBackend(prefer=prefers_text("kind"))
     judge = Judge(backend, HARMLESS)
     from cai.judge.ranking import all_pairs
 
@@ -136,9 +112,59 @@ def test_kwise_ranking_puts_the_best_first():
     assert len(row["comparisons"]) == 3
 
 
+KIND, CRUEL = ITEM.a, ITEM.b
+
+
+def scores_by_position(kind_first: list[float], kind_second: list[float]):
+    """Option scores that depend on where the kind answer is shown: (A) or (B)."""
+
+    def prefer(conv):
+        a, _ = options_shown(conv[0]["content"])
+        return kind_first if a == KIND else kind_second
+
+    return prefer
+
+
+def p(a: float, b: float) -> float:
+    return math.exp(a) / (math.exp(a) + math.exp(b))
+
+
+@pytest.mark.parametrize("cands", [[CRUEL, KIND], [KIND, CRUEL]])
+@pytest.mark.parametrize("judge_likes", ["kind", "cruel"])
+def test_chosen_is_the_candidate_the_judge_preferred_in_both_orders(cands, judge_likes):
+    # Shown first, the kind answer wins with P = p(0, -2); shown second, with p(0, -1).
+    first, second = (
+        ([0.0, -2.0], [-1.0, 0.0]) if judge_likes == "kind" else ([-2.0, 0.0], [0.0, -1.0])
+    )
+    judge = Judge(ScriptedBackend(prefer=scores_by_position(first, second)), HARMLESS)
+    item = PairItem("x", CONV, cands[0], cands[1])
+    row = preference_row(PromptRow("x", CONV, 0, {}), cands, [(0, 1, judge.judge([item])[0])], {})
+    winner, loser = (KIND, CRUEL) if judge_likes == "kind" else (CRUEL, KIND)
+    assert row["chosen"] == [{"role": "assistant", "content": winner}]
+    assert row["rejected"] == [{"role": "assistant", "content": loser}]
+    by_order = sorted(row["p_chosen_by_order"])
+    assert by_order == pytest.approx(sorted([p(0.0, -2.0), p(0.0, -1.0)]))
+    assert row["p_chosen"] == pytest.approx(sum(by_order) / 2)
+    assert row["margin"] == pytest.approx(math.log(row["p_chosen"] / (1 - row["p_chosen"])))
+    assert row["ranking"] == [cands.index(winner), cands.index(loser)] and not row["flipped"]
+
+
+def test_orders_that_disagree_keep_the_losing_orders_probability():
+    # The kind answer wins when shown first (p(0, -2) = 0.88), loses when shown second
+    # (P(kind) = p(-0.4, 0) = 0.40): chosen on the mean, 0.64; one order below one half.
+    judge = Judge(ScriptedBackend(prefer=scores_by_position([0.0, -2.0], [0.0, -0.4])), HARMLESS)
+    item = PairItem("x", CONV, CRUEL, KIND)
+    row = preference_row(
+        PromptRow("x", CONV, 0, {}), [CRUEL, KIND], [(0, 1, judge.judge([item])[0])], {}
+    )
+    assert row["chosen"][0]["content"] == KIND and row["flipped"]
+    assert sorted(row["p_chosen_by_order"]) == pytest.approx([p(-0.4, 0.0), p(0.0, -2.0)])
+    assert row["p_chosen"] == pytest.approx((p(-0.4, 0.0) + p(0.0, -2.0)) / 2)
+
+
 def test_pairwise_row_columns():
     swapped = PairItem("x", CONV, ITEM.b, ITEM.a)
-    res = Judge(Scripted("oracle"), HARMLESS).judge([swapped])[0]
+    res = Judge(oracle(), HARMLESS).judge([swapped])[0]
     row = preference_row(PromptRow("x", CONV, 0, {}), [ITEM.b, ITEM.a], [(0, 1, res)], {})
     # candidate 1 (ITEM.a, the kind one) wins although it was given second
     assert row["chosen"][0]["content"] == ITEM.a and row["p_chosen"] > 0.95
@@ -150,7 +176,7 @@ def test_pairwise_row_columns():
 def test_judge_reward_has_trls_signature_and_caches_the_baseline(tiny_backend):
     from cai.judge import JudgeReward
 
-    reward = JudgeReward(Judge(Scripted("oracle"), HARMLESS), reference=tiny_backend)
+    reward = JudgeReward(Judge(oracle(), HARMLESS), reference=tiny_backend)
     prompts = [CONV, CONV]
     completions = [[{"role": "assistant", "content": "Talk to them kindly."}],
                    [{"role": "assistant", "content": "Poison the dog."}]]  # fmt: skip

@@ -10,7 +10,7 @@ from cai.config import JudgeConfig, load_config
 from cai.errors import CaiError
 from cai.judge import run_judge
 from cai.judge.pairs import expand_all_pairs, length_bias, verify_revisions
-from tests.judge.test_judge import Scripted
+from tests.fakes import ScriptedBackend, prefers_text
 
 
 def _row(cands, comps, scores, **extra):
@@ -74,7 +74,7 @@ def test_cli_config_verifies_revisions_with_an_oracle_judge(tmp_path):
     src = _revisions_file(tmp_path / "revisions.jsonl")
     cfg = load_config(JudgeConfig, None, {"prompts": str(src), "output": tmp_path / "out",
                                           "verify_revisions": 0.5})  # fmt: skip
-    s = run_judge(cfg, judge_backend=Scripted("oracle"))
+    s = run_judge(cfg, judge_backend=ScriptedBackend(prefer=prefers_text("kindly")))
     v = s["verified"]
     assert (v["rows"], v["kept"]) == (3, 2)
     assert v["per_principle"] == {"empathy": {"rows": 1, "kept": 1, "kept_share": 1.0},
@@ -89,7 +89,7 @@ def test_verify_revisions_needs_a_revisions_output(tmp_path):
     cfg = load_config(JudgeConfig, None, {"prompts": str(src), "output": tmp_path / "o",
                                           "verify_revisions": 0.5})  # fmt: skip
     with pytest.raises(CaiError, match="needs a generate-revisions output"):
-        run_judge(cfg, judge_backend=Scripted("oracle"))
+        run_judge(cfg, judge_backend=ScriptedBackend(prefer=prefers_text("kindly")))
 
 
 def test_cli_emits_all_pairs_for_k_candidates(cai, tmp_path):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 
-from cai.backends.base import Generation, SamplingParams
+from cai.backends.base import SamplingParams
 from cai.constitution import parse_constitution
 from cai.data import PromptRow
 from cai.jobs import GenerationCache
 from cai.revise import Reviser, principle_stats
+from tests.fakes import ScriptedBackend
 
 CONSTITUTION = parse_constitution(
     """\
@@ -31,36 +32,24 @@ examples:
 )
 
 
-class ScriptedBackend:
-    """Answers by looking at the last user message; records every call."""
+def reviser_script(no_change_for: str = ""):
+    """Answers by the last user message: critiques, revisions (with a preamble) or answers."""
 
-    name = "scripted"
-    model_name = "scripted-model"
+    def answer(conv):
+        last = conv[-1]["content"]
+        if last.startswith("CRIT-"):
+            if no_change_for and no_change_for in last:
+                return "No changes are needed."
+            return f"critique of {conv[-2]['content']}"
+        if last.startswith("REV-"):
+            return f"Sure, here is the revised response:\nrevised({conv[-4]['content']})"
+        return f"answer to {last}"
 
-    def __init__(self, no_change_for: str = "") -> None:
-        self.calls: list[list[list[dict]]] = []
-        self.no_change_for = no_change_for
+    return answer
 
-    def generate(self, conversations, params):
-        self.calls.append(conversations)
-        out = []
-        for conv in conversations:
-            last = conv[-1]["content"]
-            if last.startswith("CRIT-"):
-                text = (
-                    "No changes are needed."
-                    if self.no_change_for in last and self.no_change_for
-                    else f"critique of {conv[-2]['content']}"
-                )
-            elif last.startswith("REV-"):
-                text = f"Sure, here is the revised response:\nrevised({conv[-4]['content']})"
-            else:
-                text = f"answer to {last}"
-            out.append([Generation(text, len(text.split()), "stop")])
-        return out
 
-    def score_options(self, conversations, options):
-        raise NotImplementedError
+def scripted(no_change_for: str = "") -> ScriptedBackend:
+    return ScriptedBackend(answer=reviser_script(no_change_for))
 
 
 def rows(n: int) -> list[PromptRow]:
@@ -78,7 +67,7 @@ def reviser(backend, **kw) -> Reviser:
 
 
 def test_one_batched_call_per_stage_and_the_output_columns():
-    backend = ScriptedBackend()
+    backend = scripted()
     out = reviser(backend).revise(rows(5))
     assert [len(c) for c in backend.calls] == [5, 5, 5]  # initial, critique, revision
     row = out[2]
@@ -99,7 +88,7 @@ def test_one_batched_call_per_stage_and_the_output_columns():
 
 
 def test_conversations_carry_system_prompt_and_few_shot_block():
-    backend = ScriptedBackend()
+    backend = scripted()
     reviser(backend).revise(rows(1))
     initial, critique, revision = (calls[0] for calls in backend.calls)
     assert initial == [{"role": "system", "content": "Be good."}, {"role": "user", "content": "q0"}]
@@ -117,13 +106,13 @@ def test_conversations_carry_system_prompt_and_few_shot_block():
         {"role": "assistant", "content": "answer to q0"},
     ]
     assert revision[-2]["content"].startswith("critique of")
-    backend = ScriptedBackend()
+    backend = scripted()
     reviser(backend, few_shot=False).revise(rows(1))
     assert "example prompt" not in str(backend.calls[1])
 
 
 def test_rounds_critique_the_latest_revision_and_principles_are_seeded_per_row():
-    backend = ScriptedBackend()
+    backend = scripted()
     r = reviser(backend, rounds=3)
     out = r.revise(rows(20))
     assert len(backend.calls) == 7
@@ -131,16 +120,16 @@ def test_rounds_critique_the_latest_revision_and_principles_are_seeded_per_row()
     assert first[1]["revision"] == f"revised({first[0]['revision']})"
     plans = [tuple(o["principle_ids"]) for o in out]
     assert len(set(plans)) > 1  # rows differ
-    again = reviser(ScriptedBackend(), rounds=3).revise(list(reversed(rows(20))))
+    again = reviser(scripted(), rounds=3).revise(list(reversed(rows(20))))
     assert {o["id"]: tuple(o["principle_ids"]) for o in again} == {
         o["id"]: p for o, p in zip(out, plans)
     }
-    other_seed = reviser(ScriptedBackend(), rounds=3, seed=1).revise(rows(20))
+    other_seed = reviser(scripted(), rounds=3, seed=1).revise(rows(20))
     assert [tuple(o["principle_ids"]) for o in other_seed] != plans
 
 
 def test_principles_all_and_skip_unneeded():
-    backend = ScriptedBackend(no_change_for="RUDE")
+    backend = scripted(no_change_for="RUDE")
     out = reviser(backend, principles="all", skip_unneeded=True).revise(rows(3))
     steps = out[0]["trace"]["rounds"]
     assert [s["principle_id"] for s in steps] == ["harm", "rude"]
@@ -155,7 +144,7 @@ def test_principles_all_and_skip_unneeded():
 
 def test_cache_regenerates_only_what_changed(tmp_path):
     cache = GenerationCache(tmp_path / "c.sqlite")
-    backend = ScriptedBackend()
+    backend = scripted()
     reviser(backend, cache=cache).revise(rows(4))
     assert sum(len(c) for c in backend.calls) == 12
     backend.calls.clear()
