@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from cai.backends.base import Backend, SamplingParams
 from cai.errors import CaiError
@@ -101,6 +109,34 @@ class BackendConfig(CaiConfig):
                 "tokenizer": self.tokenizer,
             }
         return load_backend(self.backend, self.model, **opts)
+
+
+def backend_from_name(value: Any) -> Any:
+    """A bare model name stands for ``BackendConfig(model=name)`` (older configs gave the
+    judge as a string)."""
+    return {"model": value} if isinstance(value, str) else value
+
+
+ModelEngine = Annotated[BackendConfig, BeforeValidator(backend_from_name)]
+"""A model and its engine: a ``BackendConfig``, or a bare model name for the transformers
+engine. Every config field that names a judge (or a policy) has this type."""
+
+
+def _legacy_judge_model(data: Any) -> Any:
+    """Map an older config's ``judge_model: NAME`` onto ``judge``: the judge's model
+    (``judge.model``), keeping whatever engine settings ``judge`` already gives."""
+    if not isinstance(data, dict) or "judge_model" not in data:
+        return data
+    data = dict(data)
+    name = data.pop("judge_model")
+    current = data.get("judge")
+    if isinstance(name, str) and isinstance(current, dict):
+        data["judge"] = {**current, "model": name}
+    elif isinstance(name, str) and isinstance(current, BackendConfig):
+        data["judge"] = current.model_copy(update={"model": name})
+    else:
+        data["judge"] = name
+    return data
 
 
 class SamplingConfig(CaiConfig):
@@ -267,13 +303,14 @@ class JudgeConfig(CaiConfig):
     """Comparison questions per pair: a number, or `all` for an ensemble of every principle."""
     cot_clamp: bool = True
     """In CoT mode, clamp the stored soft label to [0.4, 0.6] as the CAI paper does."""
-    judge: BackendConfig = Field(default_factory=BackendConfig)
-    """The judge model and engine (may be an API model through the openai backend)."""
+    judge: ModelEngine = Field(default_factory=BackendConfig)
+    """The judge model and engine (may be an API model through the openai backend); a bare
+    name means that model on transformers."""
     judge_max_new_tokens: int = Field(default=256, ge=1)
     """CoT reasoning length."""
     num_candidates: int | None = Field(default=None, ge=2)
     """Sample this many responses per prompt from `policy` instead of reading candidates."""
-    policy: BackendConfig | None = None
+    policy: ModelEngine | None = None
     """The policy that samples candidates (with `num_candidates`)."""
     temperature_range: tuple[float, float] = (0.6, 1.2)
     """Sampled candidates spread their temperatures evenly over this range."""
@@ -307,6 +344,42 @@ class JudgeConfig(CaiConfig):
     """Make the Hub repo private."""
 
 
+class CalibrateConfig(CaiConfig):
+    """Settings of ``cai judge calibrate`` and of the pipeline's `calibrate` stage: the
+    judge measured on gold-labelled pairs. Every field can be set in ``--config`` YAML."""
+
+    gold: Path
+    """Gold pairs: the CAI paper's HHH format (`prompt`, `correct`, `incorrect`), or
+    prompt/chosen/rejected JSONL. Required. In the pipeline a missing file skips the stage,
+    and the status and report say so."""
+    output: Path = Path("out/calibration")
+    """The report folder: report.json and reliability.png."""
+    judge: ModelEngine = Field(default_factory=BackendConfig)
+    """The judge model and engine; a bare name means that model on transformers.
+    (`judge_model: NAME` in older configs sets its model.)"""
+    constitution: str = "harmless"
+    """Where the comparison questions come from (`verbatim: false`)."""
+    mode: Literal["logprob", "cot", "generate"] = "logprob"
+    """logprob: option probabilities. cot: reasoning first. generate: parse a generated letter."""
+    verbatim: bool = True
+    """The gold file's own prompts and their swapped order (logprob mode only); false
+    re-renders each pair with our template and the constitution's questions."""
+    principles: str = "1"
+    """`verbatim: false`: comparison questions per pair, a number or `all`."""
+    judge_max_new_tokens: int = Field(default=256, ge=1)
+    """CoT reasoning length."""
+    limit: int | None = Field(default=None, ge=1)
+    """Use only the first N pairs."""
+    sample: int | None = Field(default=None, ge=1)
+    """Judge a random N of the pairs, drawn with `seed` (the gold file may be sorted)."""
+    seed: int = 0
+    """Seed for principle sampling, the subsample and the bootstrap."""
+    prompts_dir: Path | None = None
+    """Template overrides."""
+
+    _judge_model = model_validator(mode="before")(_legacy_judge_model)
+
+
 class EvalConfig(CaiConfig):
     """Settings of ``cai evaluate``. Every field can be set in ``--config`` YAML."""
 
@@ -327,11 +400,12 @@ class EvalConfig(CaiConfig):
     output: Path = Path("out/eval")
     """The report folder."""
     batch_size: int = Field(default=16, ge=1)
-    """transformers: rows per generate call (the evaluated models and the judge)."""
+    """transformers: rows per generate call (the evaluated models, and the judge unless
+    `judge.batch_size` is set)."""
     engine: BackendConfig = Field(default_factory=BackendConfig)
     """How the evaluated models generate, e.g. `{backend: vllm}` on a GPU; its `model` is
-    replaced by each of `models` and its `batch_size` by the one above. The judge and the
-    scorers run on transformers."""
+    replaced by each of `models` and its `batch_size` by the one above. The judge has its
+    own engine (`judge`); the scorers run on transformers."""
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     """How the models answer; `sampling.seed` is the run's seed."""
     toxicity: str = "jigsaw"
@@ -344,14 +418,32 @@ class EvalConfig(CaiConfig):
     """Prompt–response relevance from the packaged MiniLM model."""
     reward_models: list[str] = []
     """Reward models (e.g. from `cai train reward`) whose scores count as helpfulness."""
-    judge_model: str | None = "smollm2-135m"
-    """The judge for win rates against the baseline (both orders); null to skip."""
+    judge: ModelEngine | None = Field(default_factory=BackendConfig)
+    """The judge for win rates against the baseline (both orders) and for `refusal_judge`:
+    a model name, or a model and its engine (e.g. `{backend: openai, model: NAME,
+    base_url: [URL]}`); null to skip. (`judge_model: NAME` in older configs sets its model.)"""
     constitution: str = "harmless"
     """The judge's comparison questions."""
     refusal_judge: bool = False
     """Ask the judge whether a response refuses, instead of the phrase detector."""
     bootstrap: int = Field(default=1000, ge=100)
     """Bootstrap resamples for confidence intervals."""
+
+    _judge_model = model_validator(mode="before")(_legacy_judge_model)
+
+    @property
+    def judge_model(self) -> str | None:
+        """The judge's model name (None when there is no judge); settable, for older callers."""
+        return self.judge.model if self.judge is not None else None
+
+    @judge_model.setter
+    def judge_model(self, name: str | None) -> None:
+        if name is None:
+            self.judge = None
+        elif self.judge is None:
+            self.judge = BackendConfig(model=name)
+        else:
+            self.judge = self.judge.model_copy(update={"model": name})
 
 
 class RewardSpec(CaiConfig):
@@ -361,12 +453,32 @@ class RewardSpec(CaiConfig):
     """`model`: a sequence classifier (e.g. from `cai train reward`). `judge`: the `cai judge`
     reward, 2·P(completion ≻ baseline) − 1. `toxicity`: minus the toxicity score."""
     path: str | None = None
-    """`model`: the reward model. `judge`: the judge model (default smollm2-135m).
-    `toxicity`: a Hugging Face toxicity classifier (default: the packaged Jigsaw model)."""
+    """`model`: the reward model. `toxicity`: a Hugging Face toxicity classifier (default:
+    the packaged Jigsaw model). (`judge`: older configs named the judge model here; it
+    moves to `judge`.)"""
+    judge: ModelEngine | None = None
+    """`judge`: the judge model and its engine, or a bare model name (default smollm2-135m
+    on transformers)."""
     weight: float = 1.0
     """Its weight in a weighted sum."""
     constitution: str = "harmless"
     """`judge`: where the comparison questions come from."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _judge_path(cls, data: Any) -> Any:
+        """A judge reward named by ``path`` (older configs) names it by ``judge``."""
+        if isinstance(data, dict) and data.get("kind") == "judge" and data.get("path"):
+            if data.get("judge") is not None:
+                raise ValueError("a judge reward names its model by `judge`, not also `path`")
+            data = {**data, "judge": data["path"], "path": None}
+        return data
+
+    @model_validator(mode="after")
+    def _judge_only_for_judge(self) -> RewardSpec:
+        if self.judge is not None and self.kind != "judge":
+            raise ValueError(f"`judge` is for a reward of kind judge, not {self.kind}")
+        return self
 
 
 class BestOfNConfig(CaiConfig):

@@ -40,7 +40,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from cai import progress
-from cai.config import EvalConfig
+from cai.config import BackendConfig, EvalConfig
 from cai.data import PromptRow, read_prompts
 from cai.errors import CaiError
 
@@ -294,6 +294,22 @@ def win_rates(cfg: EvalConfig, rows: list[dict], baseline: str, judge) -> dict[s
     return out
 
 
+def judge_engine(cfg: EvalConfig) -> BackendConfig:
+    """The judge's engine: ``cfg.judge``, whose transformers ``batch_size`` is the
+    evaluation's unless the judge sets its own."""
+    assert cfg.judge is not None
+    if "batch_size" in cfg.judge.model_fields_set:
+        return cfg.judge
+    return cfg.judge.model_copy(update={"batch_size": cfg.batch_size})
+
+
+def judge_label(cfg: EvalConfig) -> str:
+    """The judge as the report names it: its model, and its engine when not transformers."""
+    assert cfg.judge is not None
+    engine = cfg.judge.backend
+    return cfg.judge.model if engine == "transformers" else f"{cfg.judge.model} on {engine}"
+
+
 def run_evaluation(cfg: EvalConfig, backends: dict | None = None) -> dict:
     """Generate (or read), score, judge, and write the report folder; return the metrics.
 
@@ -327,15 +343,15 @@ def _run_evaluation(cfg: EvalConfig, backends: dict | None) -> dict:
     if baseline not in models:
         raise CaiError(f"baseline {baseline!r} is not among the models: {', '.join(models)}")
     judge = None
-    if cfg.judge_model and (len(models) > 1 or cfg.refusal_judge):
-        from cai.backends import load_backend
-        from cai.constitution import load_constitution
-        from cai.judge import Judge
+    if cfg.judge is not None and (len(models) > 1 or cfg.refusal_judge):
+        from cai.judge import build_judge
 
-        judge_backend = backends.get(cfg.judge_model) or load_backend(
-            "transformers", cfg.judge_model, batch_size=cfg.batch_size
+        judge = build_judge(
+            judge_engine(cfg),
+            backend=backends.get(cfg.judge.model),
+            constitution=cfg.constitution,
+            seed=cfg.sampling.seed,
         )
-        judge = Judge(judge_backend, load_constitution(cfg.constitution), seed=cfg.sampling.seed)
     scorers = score_rows(cfg, rows, judge)
     wins = win_rates(cfg, rows, baseline, judge) if judge is not None else {}
     metrics = all_metrics(rows, cfg.threshold, wins)
@@ -343,12 +359,12 @@ def _run_evaluation(cfg: EvalConfig, backends: dict | None) -> dict:
         "cai_version": __version__,
         "models": models,
         "model_identities": {} if cfg.responses else {m: model_identity(m) for m in models},
-        "judge_identity": model_identity(cfg.judge_model) if judge is not None else None,
+        "judge_identity": model_identity(cfg.judge.model) if judge is not None else None,
         "baseline": baseline,
         "prompt_sets": prompt_sets,
         "samples": cfg.samples,
         "threshold": cfg.threshold,
-        "scorers": scorers + ([f"judge ({cfg.judge_model})"] if judge is not None else []),
+        "scorers": scorers + ([f"judge ({judge_label(cfg)})"] if judge is not None else []),
         "config": cfg.model_dump(mode="json"),
     }
     out = cfg.output

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from cai.judge.calibrate_run import run_calibration
+from cai.judge.build import build_judge
+from cai.judge.calibrate_run import run_calibration, run_calibration_from_config
 from cai.judge.calibration import summary_table
 from cai.judge.pairwise import Judge, PairItem, PairResult
 from cai.judge.refusal import judge_refusals, refusal_probabilities
@@ -10,6 +11,7 @@ from cai.judge.reward import JudgeReward, build_reward, reward_from_spec
 from cai.judge.run import JudgeJob, run_judge
 
 __all__ = [
+    "build_judge",
     "Judge",
     "JudgeJob",
     "JudgeReward",
@@ -20,6 +22,7 @@ __all__ = [
     "judge_refusals",
     "refusal_probabilities",
     "run_calibration",
+    "run_calibration_from_config",
     "run_judge",
     "summary_table",
 ]

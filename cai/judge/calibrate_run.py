@@ -21,7 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cai._util import write_json_atomic
+from cai.backends.base import Backend
+from cai.config import CalibrateConfig
 from cai.errors import CaiError
+from cai.judge.build import build_judge
 from cai.judge.calibration import (
     CalibrationItem,
     GoldPair,
@@ -123,3 +126,28 @@ def run_calibration(
     title = f"{judge.backend.model_name}, {report['prompt_mode']}, {judge.mode}"
     reliability_plot(report, out_dir / "reliability.png", title)
     return report
+
+
+def run_calibration_from_config(cfg: CalibrateConfig, backend: Backend | None = None) -> dict:
+    """``cai judge calibrate`` (and the pipeline's calibrate stage): build the judge of
+    ``cfg`` on its engine (or on ``backend``, a ready one), judge the gold pairs, write the
+    report folder and return the report."""
+    judge = build_judge(
+        cfg.judge,
+        backend=backend,
+        constitution=cfg.constitution,
+        mode=cfg.mode,
+        principles=cfg.principles,
+        seed=cfg.seed,
+        max_new_tokens=cfg.judge_max_new_tokens,
+        prompts_dir=cfg.prompts_dir,
+    )
+    return run_calibration(
+        judge,
+        cfg.gold,
+        cfg.output,
+        verbatim=cfg.verbatim,
+        limit=cfg.limit,
+        sample=cfg.sample,
+        seed=cfg.seed,
+    )

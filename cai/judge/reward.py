@@ -6,7 +6,7 @@ dataset's ``reference`` column when there is one, else the reference model's gre
 answer, computed once per prompt and cached.
 
     from trl import GRPOTrainer
-    reward = JudgeReward(Judge(judge_backend, load_constitution("harmless")), reference=policy)
+    reward = JudgeReward(build_judge(BackendConfig(model="smollm2-135m")), reference=policy)
     GRPOTrainer(..., reward_funcs=[reward])
 """
 
@@ -20,6 +20,7 @@ from cai.backends.base import Backend, Conversation, SamplingParams
 from cai.config import RewardSpec
 from cai.data import as_messages, response_text
 from cai.errors import CaiError
+from cai.judge.build import build_judge
 from cai.judge.pairwise import Judge, PairItem
 from cai.scorers.rewards import ModelReward, RewardFn, SafetySwitch, ToxicityPenalty, WeightedSum
 
@@ -74,20 +75,16 @@ class JudgeReward:
 
 
 def reward_from_spec(spec: RewardSpec, policy: str) -> RewardFn:
-    """One reward function from its spec; ``policy`` gives the judge's baseline answers."""
+    """One reward function from its spec; ``policy`` gives the judge's baseline answers
+    (on transformers, in the trainer's process). A judge runs on ``spec.judge``'s engine."""
     if spec.kind == "model":
         if not spec.path:
             raise CaiError("a reward of kind 'model' needs a path (a reward model folder or id)")
         return ModelReward(spec.path)
     if spec.kind == "judge":
         from cai.backends import load_backend
-        from cai.constitution import load_constitution
-        from cai.judge import Judge, JudgeReward
 
-        judge = Judge(
-            backend=load_backend("transformers", spec.path or "smollm2-135m"),
-            constitution=load_constitution(spec.constitution),
-        )
+        judge = build_judge(spec.judge, constitution=spec.constitution)
         return JudgeReward(judge, reference=load_backend("transformers", policy))
     return ToxicityPenalty(spec.path)
 

@@ -21,7 +21,6 @@ from collections import Counter
 from cai import __version__, progress
 from cai.backends.base import SamplingParams
 from cai.config import JudgeConfig
-from cai.constitution import load_constitution
 from cai.data import (
     DatasetCard,
     PromptRow,
@@ -44,6 +43,7 @@ from cai.jobs import (
     run_chunks,
     select_shard,
 )
+from cai.judge.build import build_judge
 from cai.judge.pairs import expand_all_pairs, length_bias, verify_revisions
 from cai.judge.pairwise import Judge, PairItem, PairResult
 from cai.judge.ranking import all_pairs, bradley_terry, bt_probability, budgeted_pairs, ranking
@@ -310,16 +310,17 @@ def _run_judge(cfg: JudgeConfig, judge_backend=None, policy_backend=None) -> dic
                 "--verify-revisions needs a generate-revisions output as --prompts (rows with "
                 f"revision and principle_ids; {len(plain)} rows lack them) and no --num-candidates"
             )
-    judge = Judge(
-        backend=judge_backend or cfg.judge.create(),
-        constitution=load_constitution(cfg.constitution),
+    judge = build_judge(
+        cfg.judge,
+        backend=judge_backend,
+        constitution=cfg.constitution,
         mode=cfg.mode,
         both_orders=cfg.both_orders,
-        principles=cfg.principles if cfg.principles == "all" else int(cfg.principles),
+        principles=cfg.principles,
         seed=cfg.sampling.seed,
-        cot_clamp=(0.4, 0.6) if cfg.cot_clamp else None,
-        params=SamplingParams(max_new_tokens=cfg.judge_max_new_tokens, temperature=0.0),
-        prompts_dir=str(cfg.prompts_dir) if cfg.prompts_dir else None,
+        cot_clamp=cfg.cot_clamp,
+        max_new_tokens=cfg.judge_max_new_tokens,
+        prompts_dir=cfg.prompts_dir,
     )
     job = JudgeJob(cfg, judge, policy)
     rows, too_long = check_context(job, rows)

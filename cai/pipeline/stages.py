@@ -25,34 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
-from cai.config import CaiConfig, EvalConfig, JudgeConfig, ReviseConfig, first_error
+from cai.config import CalibrateConfig, EvalConfig, JudgeConfig, ReviseConfig, first_error
 from cai.errors import CaiError
 from cai.pipeline.recipe import Recipe
 from cai.train import config as tc
 
 MODEL_STAGES = ("sft", "dpo", "ppo", "grpo")
 """Stages whose output is a policy model, in the order they refine it."""
-
-
-class CalibrateStage(CaiConfig):
-    """The pipeline's `calibrate` stage: the judge on gold-labelled pairs."""
-
-    gold: str = "../shared/data/cai-paper/hhh-eval-half.jsonl"
-    """Gold pairs (the CAI paper's HHH format, or prompt/chosen/rejected). If the file is
-    absent the stage is skipped, and the status and report say so."""
-    output: Path = Path("out/calibrate")
-    judge_model: str = "smollm2-135m"
-    constitution: str = "harmless"
-    mode: str = "logprob"
-    verbatim: bool = True
-    """The file's own prompts (logprob only); false re-renders with our template."""
-    limit: int | None = Field(default=None, ge=1)
-    sample: int | None = Field(default=None, ge=1)
-    """A random N of the pairs, drawn with ``seed`` (the gold file may be sorted)."""
-    batch_size: int = Field(default=16, ge=1)
-    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -98,7 +79,7 @@ def wiring(recipe: Recipe, stage: str) -> Wiring:
              "judge": {"model": r.models.judge}, "sampling": {"seed": seed}},
             {"output": o, "policy.model": policy}, deps)  # fmt: skip
     if stage == "calibrate":
-        return Wiring({"judge_model": r.models.judge, "constitution": r.constitution,
+        return Wiring({"judge": {"model": r.models.judge}, "constitution": r.constitution,
                        "seed": seed}, {"output": o}, ())  # fmt: skip
     if stage in ("reward", "dpo"):
         policy, deps = policy_before(r, "dpo")
@@ -115,14 +96,14 @@ def wiring(recipe: Recipe, stage: str) -> Wiring:
             else:
                 defaults["rewards"] = [{"kind": "model", "path": str(out(r, "reward"))}]
         elif stage == "grpo":
-            defaults["rewards"] = [{"kind": "judge", "path": r.models.judge,
+            defaults["rewards"] = [{"kind": "judge", "judge": {"model": r.models.judge},
                                     "constitution": r.constitution}]  # fmt: skip
         return Wiring(defaults, owned, deps)
     if stage == "evaluate":
         trained = [s for s in MODEL_STAGES if s in r.run]
         models = [r.models.policy, *(str(out(r, s)) for s in trained)]
         deps = list(trained)
-        defaults = {"prompts": r.prompts.evaluate, "judge_model": r.models.judge,
+        defaults = {"prompts": r.prompts.evaluate, "judge": {"model": r.models.judge},
                     "constitution": r.constitution, "sampling": {"seed": seed}}  # fmt: skip
         if "reward" in r.run:
             defaults["reward_models"] = [str(out(r, "reward"))]
@@ -133,7 +114,7 @@ def wiring(recipe: Recipe, stage: str) -> Wiring:
 
 CONFIGS: dict[str, type[BaseModel]] = {
     "revisions": ReviseConfig, "sft": tc.SFTRunConfig, "judge": JudgeConfig,
-    "calibrate": CalibrateStage, "reward": tc.RewardRunConfig, "dpo": tc.DPORunConfig,
+    "calibrate": CalibrateConfig, "reward": tc.RewardRunConfig, "dpo": tc.DPORunConfig,
     "ppo": tc.PPORunConfig, "grpo": tc.OnlineRunConfig, "evaluate": EvalConfig,
 }  # fmt: skip
 
@@ -184,19 +165,15 @@ def stage_config(recipe: Recipe, stage: str, source: str = "recipe") -> tuple[Ba
 # ---------------------------------------------------------------------- running
 
 
-def _calibrate(cfg: CalibrateStage) -> dict:
-    gold = Path(cfg.gold)
-    if not gold.is_file():
-        return {"skipped": f"no gold file at {gold}"}
-    from cai.backends import load_backend
-    from cai.constitution import load_constitution
-    from cai.judge import Judge, run_calibration
+def _calibrate(cfg: CalibrateConfig) -> dict:
+    """``cai judge calibrate`` with the stage's config; skipped when the gold file (which
+    the recipe names) is absent. A CoT or generate judge re-renders the gold pairs."""
+    if not cfg.gold.is_file():
+        return {"skipped": f"no gold file at {cfg.gold}"}
+    from cai.judge import run_calibration_from_config
 
-    judge = Judge(load_backend("transformers", cfg.judge_model, batch_size=cfg.batch_size),
-                  load_constitution(cfg.constitution), mode=cfg.mode, seed=cfg.seed)  # fmt: skip
     verbatim = cfg.verbatim and cfg.mode == "logprob"
-    return run_calibration(judge, gold, cfg.output, verbatim=verbatim, limit=cfg.limit,
-                           sample=cfg.sample, seed=cfg.seed)  # fmt: skip
+    return run_calibration_from_config(cfg.model_copy(update={"verbatim": verbatim}))
 
 
 def _runner(stage: str) -> Callable[[Any], dict]:
