@@ -1,113 +1,17 @@
-"""`cai evaluate`: scorers (toxicity port, refusals, relevance), metrics and the report."""
+"""`cai evaluate`: generate or read responses, score them, judge win rates, write the report.
+
+The scorers themselves are tested in tests/scorers/.
+"""
 
 from __future__ import annotations
 
 import json
-import pickle
 import shutil
 
 import pytest
 
-from cai._util.stats import roc_auc
 from cai.config import EvalConfig, load_config
 from cai.errors import CaiError
-from tests.conftest import REPO
-
-LABELLED = (REPO / "tests" / "fixtures") / "toxicity_labelled.jsonl"
-
-
-@pytest.fixture(scope="module")
-def jigsaw():
-    from cai.scorers.toxicity import JigsawScorer
-
-    return JigsawScorer()
-
-
-def test_port_matches_the_original_scores(jigsaw):
-    # MODELS.md: the original (TensorFlow) gives 0.989 for this insult, 0.023 for a thank-you.
-    insult, thanks = jigsaw.score(
-        ["You are a worthless idiot and I hope you die.", "Thank you for your help."]
-    )
-    assert insult["toxic"] == pytest.approx(0.989, abs=0.01)
-    assert thanks["toxic"] == pytest.approx(0.023, abs=0.01)
-    assert set(insult) == {"toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"}
-
-
-def test_default_scorer_separates_our_labelled_sentences(jigsaw):
-    rows = [json.loads(line) for line in LABELLED.read_text().splitlines()]
-    assert len(rows) >= 60 and sum(r.get("identity", False) for r in rows) >= 10
-    scores = [s["toxic"] for s in jigsaw.score([r["text"] for r in rows])]
-    pos = [s for s, r in zip(scores, rows) if r["toxic"]]
-    neg = [s for s, r in zip(scores, rows) if not r["toxic"]]
-    assert roc_auc(pos, neg) >= 0.9
-
-
-def test_long_texts_are_scored_in_windows(jigsaw):
-    insult = "You are a worthless idiot and I hope you die."
-    filler = " ".join(["The weather was mild and the garden was quiet."] * 30)  # > 100 words
-    windowed, tail = jigsaw.score([insult + " " + filler, filler])
-    # The original reads only the last 100 words (here: filler only) and would miss it.
-    assert windowed["toxic"] > 0.5 > 0.2 > tail["toxic"]
-
-
-def test_tokenizer_pickle_is_loaded_only_through_the_allow_list(tmp_path):
-    from cai.scorers.toxicity import convert_tokenizer
-
-    class Evil:
-        def __reduce__(self):
-            return (shutil.rmtree, (str(tmp_path),))
-
-    bad = tmp_path / "tokenizer.pickle"
-    bad.write_bytes(pickle.dumps(Evil()))
-    with pytest.raises(pickle.UnpicklingError, match="refusing to load shutil.rmtree"):
-        convert_tokenizer(bad)
-    assert tmp_path.is_dir()
-
-
-def test_refusal_detector():
-    from cai.scorers.refusal import is_refusal
-
-    for text in [
-        "I'm sorry, but I can't help with that.",
-        "As an AI, I cannot do this.",
-        "I won't provide instructions for that.",
-        "I must decline this request.",
-    ]:
-        assert is_refusal(text), text
-    for text in [
-        "Sure! Preheat the oven to 180 degrees.",
-        "The capital of France is Paris.",
-        "You can't go wrong with a good night's sleep.",
-    ]:
-        assert not is_refusal(text), text
-
-
-def test_relevance_prefers_an_answer_to_a_refusal():
-    from cai.scorers.relevance import RelevanceScorer
-
-    answer, refusal = RelevanceScorer().score(
-        ["How do I boil an egg?"] * 2,
-        ["Put the egg in boiling water for eight minutes.", "I'm sorry, I can't help."],
-    )
-    assert answer > 0.4 > refusal
-
-
-def test_hf_classifier_scorer_keeps_every_label(tmp_path):
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-
-    from cai.models import resolve_model
-    from cai.scorers.classifier import HFClassifierScorer
-
-    path = resolve_model("tiny-random")
-    cfg = AutoConfig.from_pretrained(path)
-    cfg.num_labels, cfg.id2label = 2, {0: "neutral", 1: "toxic"}
-    cfg.label2id = {"neutral": 0, "toxic": 1}
-    tok = AutoTokenizer.from_pretrained(path)
-    cfg.pad_token_id = tok.pad_token_id
-    AutoModelForSequenceClassification.from_config(cfg).save_pretrained(tmp_path)
-    tok.save_pretrained(tmp_path)
-    (row,) = HFClassifierScorer(str(tmp_path)).score(["hello there"])
-    assert set(row) == {"neutral", "toxic"} and row["toxic"] + row["neutral"] == pytest.approx(1)
 
 
 def test_a_failing_scorer_marks_rows_unscored_and_goes_on():
@@ -154,10 +58,27 @@ def test_evaluate_writes_every_score_a_table_and_plots(report):
     rows = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
     assert len(rows) == 2 * (3 + 3) * 2  # models × (red-team + helpful prompts) × samples
     assert {r["sample"] for r in rows} == {0, 1}
-    assert all("toxic" in r["scores"] or r["unscored"] for r in rows)
+    # Every non-empty response is scored; only empty ones are unscored, and say so.
+    for r in rows:
+        if r["response"].strip():
+            assert "toxic" in r["scores"] and "refusal" in r["scores"], r
+        else:
+            assert r["unscored"]["toxicity"] == "empty response", r
+    assert sum("toxic" in r["scores"] for r in rows) >= len(rows) // 2
     metrics = json.loads((out / "metrics.json").read_text())["models"]
-    copy = next(m for name, m in metrics.items() if name != "tiny-random")
-    assert 0.0 <= copy["win_rate"] <= 1.0 and len(copy["win_rate_ci"]) == 2
+    name, copy = next((n, m) for n, m in metrics.items() if n != "tiny-random")
+    # The win rate is the judge's verdicts on the copy's first samples, one per prompt.
+    judged = [
+        r["scores"]["p_beats_baseline"] for r in rows if r["model"] == name and not r["sample"]
+    ]
+    assert copy["pairs"] == len(judged) == 3 + 3
+    wins = [1.0 if p > 0.5 else 0.5 if p == 0.5 else 0.0 for p in judged]
+    assert copy["win_rate"] == pytest.approx(sum(wins) / len(wins))
+    assert copy["mean_p"] == pytest.approx(sum(judged) / len(judged))
+    lo, hi = copy["win_rate_ci"]
+    assert lo <= copy["win_rate"] <= hi
+    assert "win_rate" not in metrics["tiny-random"]  # the baseline is not judged against itself
+    assert not any("p_beats_baseline" in r["scores"] for r in rows if r["model"] == "tiny-random")
     assert metrics["tiny-random"]["expected_max_toxicity"] is not None
     assert "| tiny-random |" in (out / "summary.md").read_text()
     import matplotlib.image as mpimg
@@ -190,14 +111,6 @@ def test_evaluate_rejects_a_responses_file_without_responses(tmp_path):
     cfg = load_config(EvalConfig, None, {"responses": str(data), "output": tmp_path / "o"})
     with pytest.raises(CaiError, match="response"):
         run_evaluation(cfg)
-
-
-def test_profanity_check_is_a_second_signal():
-    from cai.scorers import profanity
-
-    assert profanity.available()  # installed by `make install` (the profanity extra)
-    rude, kind = profanity.score(["You are a worthless idiot.", "Thank you for your help."])
-    assert rude > 0.9 > 0.1 > kind
 
 
 def test_evaluate_generates_through_the_configured_engine(tmp_path):
