@@ -37,7 +37,9 @@ def test_all_pairs_gives_one_row_per_judged_pair_with_its_margin():
     second = out[1]  # c (score 0.9) beats a (0.5); the judge gave P(a beats c) = 0.3
     assert second["chosen"][0]["content"] == "c" and second["rejected"][0]["content"] == "a"
     assert second["margin"] == pytest.approx(0.4) and second["p_chosen"] == pytest.approx(0.7)
-    assert all(r["margin"] >= 0 for r in out)
+    # Each margin is the chosen candidate's score less the rejected one's: |0.5 - -1.0|, ...
+    assert [r["margin"] for r in out] == pytest.approx([1.5, 0.4, 1.9])
+    assert [r["chosen"][0]["content"] for r in out] == ["a", "c", "c"]
 
 
 def test_verify_revisions_keeps_preferred_revisions_and_reports_per_principle():
@@ -103,4 +105,9 @@ def test_cli_emits_all_pairs_for_k_candidates(cai, tmp_path):
     assert "6 preference rows (6 pairs judged)" in res.out and "longer response wins" in res.out
     ds = load_dataset(str(out))["train"]
     assert ds.num_rows == 6 and len(set(ds["id"])) == 6 and len(set(ds["pair_of"])) == 2
-    assert all(m >= 0 for m in ds["margin"])
+    for row in ds:  # chosen is the higher-scored candidate of its pair, margin the gap
+        i, j = (int(k) for k in row["id"].rsplit("-", 2)[1:])
+        hi, lo = (i, j) if row["scores"][i] >= row["scores"][j] else (j, i)
+        assert row["chosen"][0]["content"] == row["candidates"][hi]
+        assert row["rejected"][0]["content"] == row["candidates"][lo]
+        assert row["margin"] == pytest.approx(row["scores"][hi] - row["scores"][lo])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from datasets import load_dataset
@@ -90,11 +92,23 @@ def preferences(revisions, tmp_path_factory):
     return load_dataset(str(out))["train"]
 
 
-def test_judge_output_has_soft_labels_and_both_orders(preferences):
-    row = preferences[0]
-    assert 0.0 <= row["p_chosen"] <= 1.0 and row["p_chosen"] >= 0.5
-    assert len(row["p_chosen_by_order"]) == 2
-    assert row["margin"] >= 0 and row["provenance"]["mode"] == "logprob"
+def test_judge_output_has_soft_labels_and_both_orders(preferences, revisions):
+    by_id = {r["id"]: r for r in revisions}
+    for row in preferences:
+        source = by_id[row["id"]]
+        # The candidates are the revision and the initial answer, in that order.
+        assert row["candidates"] == [source["revision"], source["initial_response"]]
+        (comparison,) = row["comparisons"]
+        i, j, p_i = comparison["i"], comparison["j"], comparison["p_i"]
+        # Chosen is the candidate the judge preferred, p_chosen its probability.
+        winner, loser = (i, j) if p_i >= 0.5 else (j, i)
+        assert row["chosen"][0]["content"] == row["candidates"][winner]
+        assert row["rejected"][0]["content"] == row["candidates"][loser]
+        assert row["p_chosen"] == pytest.approx(max(p_i, 1 - p_i))
+        assert len(row["p_chosen_by_order"]) == 2
+        assert row["p_chosen"] == pytest.approx(sum(row["p_chosen_by_order"]) / 2)
+        assert row["margin"] == pytest.approx(math.log(row["p_chosen"] / (1 - row["p_chosen"])))
+        assert row["provenance"]["mode"] == "logprob"
 
 
 def test_reward_trainer_takes_judge_output(preferences, tmp_path):
