@@ -14,6 +14,10 @@ thread. Endpoints:
   (null first), tokens and character offsets, plus one greedy generated token.
 - ``GET /v1/models``.
 
+``serve_as(name)`` serves tiny-random under a name no local loader knows, and
+``engine(server)`` gives the ``BackendConfig`` fields of a cai client for it: a test that
+passes with them proves that the engine setting was used.
+
 Fault injection: ``script`` is a list of actions consumed one per request (then "ok"):
 ``"ok"``, an HTTP status such as ``"429"`` or ``"500"`` (``"429:2"`` adds
 ``Retry-After: 2``), ``"hang:SECONDS"`` (answer nothing, then close) and ``"drop"``
@@ -425,3 +429,22 @@ def serve(backend: Any, script: list[str] | None = None) -> Iterator[FakeOpenAIS
     """Start a ``FakeOpenAIServer`` for ``backend`` and stop it afterwards."""
     with FakeOpenAIServer(backend, script) as server:
         yield server
+
+
+@contextmanager
+def serve_as(name: str, model: str = "tiny-random") -> Iterator[FakeOpenAIServer]:
+    """Serve ``model`` (transformers, on the CPU) under the name ``name``, which no local
+    loader knows: a caller that ignored its engine setting and loaded ``name`` in-process
+    would fail, so a test that passes proves the requests went to this server."""
+    from cai.backends.hf import TransformersBackend
+
+    backend = TransformersBackend(model, device="cpu")
+    backend.model_name = name
+    with serve(backend) as server:
+        yield server
+
+
+def engine(server: FakeOpenAIServer, **options: Any) -> dict:
+    """The fields of a cai ``BackendConfig`` that talks to ``server`` (the openai backend)."""
+    return {"backend": "openai", "model": server.backend.model_name,
+            "base_url": [server.base_url], "timeout": 30.0, **options}  # fmt: skip
