@@ -11,15 +11,16 @@ from cai.errors import CaiError
 from cai.prompts import example_context, render, template_names
 
 GOLDEN = Path(__file__).parent / "golden"
-EXPECTED = {"critique", "revision", "compare", "compare_cot", "rank"}
+EXPECTED = {"critique", "revision", "compare", "compare_cot", "refusal"}
 SMALL = parse_constitution(
     "name: t\nprinciples:\n  - id: p\n    critique: Criticise it.\n    revision: Fix it.\n"
     "    comparison: Which is kinder?\n"
 )
 
 
-def test_shipped_templates_exist():
-    assert EXPECTED <= set(template_names())
+def test_shipped_templates_are_exactly_the_expected_ones():
+    """A template that nothing uses is dead; a new one needs its golden file here."""
+    assert set(template_names()) == EXPECTED
 
 
 @pytest.mark.parametrize("name", shipped_constitutions())
@@ -37,8 +38,8 @@ def test_every_template_renders_with_every_principle(name):
         assert ctx["question"] in compare and "(A)" in compare and "(B)" in compare
 
 
-@pytest.mark.parametrize("template", sorted(EXPECTED - {"critique", "revision"}))
-def test_judge_templates_match_golden_files(template):
+@pytest.mark.parametrize("template", sorted(EXPECTED))
+def test_every_shipped_template_matches_its_golden_file(template):
     """Golden files: regenerate with CAI_UPDATE_GOLDEN=1 after an intended change."""
     import os
 
@@ -47,6 +48,11 @@ def test_judge_templates_match_golden_files(template):
     if os.environ.get("CAI_UPDATE_GOLDEN"):
         golden.write_text(text + "\n")
     assert text + "\n" == golden.read_text()
+
+
+def test_every_golden_render_belongs_to_a_shipped_template():
+    renders = {p.stem for p in GOLDEN.glob("*.txt")}
+    assert renders == EXPECTED
 
 
 def test_user_folder_overrides_one_template_by_name(tmp_path):
@@ -73,6 +79,6 @@ def test_sandbox_blocks_python_internals(tmp_path):
 def test_cli_render_and_list(cai, tmp_path):
     res = cai("prompts", "render", "compare", "--constitution", "harmless")
     assert res.code == 0 and "(A)" in res.out
-    (tmp_path / "rank.j2").write_text("mine")
+    (tmp_path / "refusal.j2").write_text("mine")
     res = cai("prompts", "list", "--prompts-dir", tmp_path)
-    assert "rank (override)" in res.out and "compare\n" in res.out
+    assert "refusal (override)" in res.out and "compare\n" in res.out

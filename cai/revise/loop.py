@@ -90,12 +90,15 @@ class Reviser:
 
     # ------------------------------------------------------------------ building prompts
 
-    def _request(self, template: str, principle: Principle) -> str:
+    def _request(self, template: str, principle: Principle, **variables: str) -> str:
+        """A request rendered with every variable its template documents: ``principle``
+        and ``constitution``, and for ``revision`` the ``critique`` it answers."""
         return render(
             template,
             self.prompts_dir,
             principle=template_data(principle),
             constitution=self._template_constitution,
+            **variables,
         )
 
     def few_shot_block(self) -> Conversation:
@@ -108,7 +111,7 @@ class Reviser:
                 {"role": "assistant", "content": ex.response},
                 {"role": "user", "content": self._request("critique", p)},
                 {"role": "assistant", "content": ex.critique},
-                {"role": "user", "content": self._request("revision", p)},
+                {"role": "user", "content": self._request("revision", p, critique=ex.critique)},
                 {"role": "assistant", "content": ex.revision},
             ]
         return block
@@ -217,7 +220,7 @@ class Reviser:
                     "critique": critique,
                     "critique_raw": crits[i].text,
                     "no_change_needed": says_no_change(critique),
-                    "revision_request": self._request("revision", plans[i][rnd]),
+                    "revision_request": self._request("revision", plans[i][rnd], critique=critique),
                     "revision": latest[i],
                     "revision_raw": "",
                     "skipped": False,
