@@ -94,13 +94,11 @@ class Decoder:
         self.cascade = install(model)
         """Shared prefixes are attended from one copy (``cai.backends.prefix_attention``)."""
         """Shorter common prefixes are not shared; a huge value turns sharing off."""
-        self.prefix_hits = 0
         self.prefix_tokens_saved = 0
 
     def _prefix_cache(self, prefix: tuple[int, ...]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if prefix in self.prefixes:
             self.prefixes.move_to_end(prefix)
-            self.prefix_hits += 1
             return self.prefixes[prefix]
         cache = DynamicCache()
         ids = torch.tensor([prefix], device=self.model.device)

@@ -43,8 +43,6 @@ class GenerationCache:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self.hits = 0
-        self.misses = 0
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         if path is not None:
@@ -98,8 +96,6 @@ class GenerationCache:
             except (sqlite3.Error, ValueError, KeyError, TypeError) as e:
                 found.clear()
                 self._off(e)
-            self.hits += len(found)
-            self.misses += len(keys) - len(found)
         return found
 
     def put_many(self, items: dict[str, Generation]) -> None:

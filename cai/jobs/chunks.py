@@ -36,7 +36,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -86,8 +86,6 @@ class JobResult:
     processed: int
     """Rows processed by this invocation."""
     seconds: float
-    torn_lines: int = 0
-    extra: dict = field(default_factory=dict)
     changed: int = 0
     """Rows found in the journal but made from another input (a new file with the same
     ids, a file edited in place): processed again, the old version dropped."""
@@ -137,6 +135,11 @@ def run_chunks(
             f"(old rows kept in {stale.name}; unchanged generations come from the cache)"
         )
     torn = journal.repair() if journal.path.exists() else 0
+    if torn:
+        tqdm.write(
+            f"{torn} torn or damaged lines dropped from {journal.path} (a run was stopped "
+            "mid-write, or the file was edited); their rows are processed again"
+        )
     write_json_atomic(
         run_file,
         {
@@ -215,7 +218,6 @@ def run_chunks(
         changed=len(changed),
         processed=len(pending),
         seconds=time.perf_counter() - start,
-        torn_lines=torn,
     )
 
 

@@ -51,3 +51,25 @@ def test_other_errors_still_stop_the_run(tmp_path):
 
     with pytest.raises(ValueError):
         run_chunks(_rows(2), broken, tmp_path, fingerprint="f", settings={})
+
+
+def test_torn_journal_lines_are_dropped_named_and_their_rows_run_again(tmp_path, capsys):
+    calls: list[list[str]] = []
+
+    def answer(chunk: list[PromptRow]) -> list[dict]:
+        calls.append([r.id for r in chunk])
+        return [{"id": r.id, "answer": r.id.upper()} for r in chunk]
+
+    kw = {"fingerprint": "f", "settings": {}, "chunk_size": 3}
+    run_chunks(_rows(3), answer, tmp_path, **kw)
+    journal = tmp_path / "rows.jsonl"
+    whole = journal.read_bytes().split(b"\n")
+    journal.write_bytes(b"\n".join(whole[:2]) + b"\n" + whole[2][:25])  # r2's line cut short
+    capsys.readouterr()
+    calls.clear()
+    result = run_chunks(_rows(3), answer, tmp_path, **kw)
+    assert calls == [["r2"]] and result.resumed == 2
+    assert [r["answer"] for r in result.rows] == ["R0", "R1", "R2"]
+    assert f"1 torn or damaged lines dropped from {journal}" in capsys.readouterr().out
+    run_chunks(_rows(3), answer, tmp_path, **kw)
+    assert "torn" not in capsys.readouterr().out  # a whole journal says nothing
