@@ -70,9 +70,10 @@ class Recipe(CaiConfig):
     sft: dict[str, Any] = {}
     judge: dict[str, Any] = {}
     calibrate: dict[str, Any] = {}
-    """`gold` (a gold-label file; the stage is skipped, and says so, if it is absent),
-    `limit` or a seeded `sample`, `mode` (logprob or cot), `verbatim` (default true in
-    logprob mode)."""
+    """`cai judge calibrate`'s fields (CalibrateConfig): `gold` (a gold-label file, required;
+    the stage is skipped, and says so, if it is absent), `limit` or a seeded `sample`,
+    `mode` (logprob or cot), `verbatim` (default true in logprob mode), `judge` (its
+    engine; the model defaults to `models.judge`)."""
     reward: dict[str, Any] = {}
     dpo: dict[str, Any] = {}
     ppo: dict[str, Any] = {}
