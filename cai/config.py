@@ -24,6 +24,7 @@ from pydantic import (
 
 from cai.backends.base import Backend, SamplingParams
 from cai.errors import CaiError
+from cai.models import DEFAULT_MODEL
 
 
 class CaiConfig(BaseModel):
@@ -38,7 +39,7 @@ class BackendConfig(CaiConfig):
     backend: Literal["transformers", "vllm", "openai"] = "transformers"
     """`transformers` runs the model in-process; `vllm` runs it in-process on vLLM's engine;
     `openai` talks to an OpenAI-compatible server."""
-    model: str = "smollm2-135m"
+    model: str = DEFAULT_MODEL
     """A packaged name (smollm2-135m, qwen2.5-coder-0.5b, tiny-random), a folder or a Hub id."""
     batch_size: int = Field(default=16, ge=1)
     """transformers: rows per generate call or forward pass."""
@@ -383,7 +384,7 @@ class CalibrateConfig(CaiConfig):
 class EvalConfig(CaiConfig):
     """Settings of ``cai evaluate``. Every field can be set in ``--config`` YAML."""
 
-    models: list[str] = ["smollm2-135m"]
+    models: list[str] = [DEFAULT_MODEL]
     """The models to compare (names, folders such as `cai train` outputs, or Hub ids)."""
     baseline: str | None = None
     """The model others are judged against (default: the first of `models`)."""

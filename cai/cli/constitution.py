@@ -9,6 +9,7 @@ import typer
 
 from cai.cli.common import Opt, PromptsDir
 from cai.errors import CaiError
+from cai.models import DEFAULT_MODEL
 
 app = typer.Typer(
     help="List, show, validate, import and try constitutions (YAML principles).",
@@ -110,7 +111,7 @@ def constitution_import(
 def constitution_try(
     name: Annotated[str, typer.Argument(help="Constitution name or YAML path.")],
     prompt: Annotated[str, Opt(help="The user prompt to run through the loop.")],
-    model: Annotated[str, Opt(help="Model name, folder or Hub id.")] = "smollm2-135m",
+    model: Annotated[str, Opt(help="Model name, folder or Hub id.")] = DEFAULT_MODEL,
     principle: Annotated[str | None, Opt(help="Use this principle id instead of sampling.")] = None,
     rounds: Annotated[int, Opt(help="Rounds of critique and revision.")] = 1,
     few_shot: Annotated[bool, Opt("--few-shot/--no-few-shot", help="Use worked examples.")] = True,

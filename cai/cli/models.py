@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cai.errors import CaiError
+from cai.models import DEFAULT_MODEL
 
 app = typer.Typer(help="List, prepare and try the offline models.", no_args_is_help=True)
 
@@ -40,7 +41,7 @@ def models_prepare(
 @app.command("chat")
 def models_chat(
     prompt: Annotated[str, typer.Argument(help="The user message.")],
-    model: Annotated[str, typer.Option(help="Model name, folder or Hub id.")] = "smollm2-135m",
+    model: Annotated[str, typer.Option(help="Model name, folder or Hub id.")] = DEFAULT_MODEL,
     backend: Annotated[str, typer.Option(help="transformers or openai.")] = "transformers",
     base_url: Annotated[list[str] | None, typer.Option(help="openai: server base URL(s).")] = None,
     system: Annotated[str | None, typer.Option(help="A system prompt.")] = None,

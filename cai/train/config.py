@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from cai.config import CaiConfig, RewardSpec
+from cai.models import DEFAULT_MODEL
 
 
 class LoraSettings(CaiConfig):
@@ -35,7 +36,7 @@ class LoraSettings(CaiConfig):
 class TrainConfig(CaiConfig):
     """Settings every ``cai train`` command shares."""
 
-    model: str = "smollm2-135m"
+    model: str = DEFAULT_MODEL
     """The model to train: a packaged name, a folder (e.g. an earlier `cai train` output) or
     a Hub id."""
     dataset: str = "out/revisions"
