@@ -350,8 +350,8 @@ class CalibrateConfig(CaiConfig):
     judge measured on gold-labelled pairs. Every field can be set in ``--config`` YAML."""
 
     gold: Path
-    """Gold pairs: the CAI paper's HHH format (`prompt`, `correct`, `incorrect`), or
-    prompt/chosen/rejected JSONL. Required. In the pipeline a missing file skips the stage,
+    """Gold pairs: the CAI paper's HHH evaluation format, or prompt/chosen/rejected JSONL.
+    Required. In the pipeline a missing file skips the stage,
     and the status and report say so."""
     output: Path = Path("out/calibration")
     """The report folder: report.json and reliability.png."""
