@@ -351,8 +351,8 @@ class CalibrateConfig(CaiConfig):
 
     gold: Path
     """Gold pairs: the CAI paper's HHH evaluation format, or prompt/chosen/rejected JSONL.
-    Required. In the pipeline a missing file skips the stage,
-    and the status and report say so."""
+    Required. In the pipeline a missing file skips the stage, and the status and report
+    say so."""
     output: Path = Path("out/calibration")
     """The report folder: report.json and reliability.png."""
     judge: ModelEngine = Field(default_factory=BackendConfig)
