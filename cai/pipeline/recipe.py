@@ -30,6 +30,7 @@ from pydantic import Field, ValidationError
 
 from cai.config import CaiConfig, first_error
 from cai.errors import CaiError
+from cai.models import DEFAULT_MODEL
 
 STAGES = ("revisions", "sft", "judge", "calibrate", "reward", "dpo", "ppo", "grpo", "evaluate")
 """Every stage, in the order they run."""
@@ -38,9 +39,9 @@ StageName = Literal["revisions", "sft", "judge", "calibrate", "reward", "dpo", "
 
 
 class Models(CaiConfig):
-    policy: str = "smollm2-135m"
+    policy: str = DEFAULT_MODEL
     """The base model that SL-CAI and RL start from (a name, folder or Hub id)."""
-    judge: str = "smollm2-135m"
+    judge: str = DEFAULT_MODEL
     """The AI feedback model for `judge`, the judge reward and evaluation win rates."""
 
 
