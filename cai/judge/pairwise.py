@@ -90,7 +90,8 @@ class PairResult:
 
 @dataclass
 class Judge:
-    """Compares pairs of responses with a judge backend. One instance per run."""
+    """Compares pairs of responses with a judge backend. One instance per run, made by
+    ``cai.judge.build_judge`` (on any engine) everywhere outside tests."""
 
     backend: Backend
     constitution: Constitution
