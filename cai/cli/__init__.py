@@ -6,17 +6,30 @@ The command groups live in their own modules and are joined here, explicitly.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from cai import __version__
-from cai.cli import constitution, evaluate, judge, models, pipeline, prompts, revisions, train
+from cai.cli import (
+    best_of_n,
+    constitution,
+    evaluate,
+    judge,
+    models,
+    pipeline,
+    prompts,
+    revisions,
+    train,
+)
+from cai.cli.options import parse_only
+from cai.config import CaiConfig
 from cai.errors import CaiError
 
-__all__ = ["app", "low_level_message", "main"]
+__all__ = ["app", "config_from_argv", "low_level_message", "main"]
 
 app = typer.Typer(
     help=(
@@ -37,7 +50,7 @@ app.command("generate-revisions")(revisions.generate_revisions)
 app.command("merge")(revisions.merge)
 app.add_typer(judge.app, name="judge")
 app.add_typer(train.app, name="train")
-app.command("best-of-n")(train.best_of_n)
+app.command("best-of-n")(best_of_n.best_of_n)
 app.command("export")(train.export)
 app.command("evaluate")(evaluate.evaluate)
 app.add_typer(pipeline.app, name="pipeline")
@@ -76,6 +89,23 @@ def main(argv: list[str] | None = None) -> None:
             raise
         typer.secho(f"error: {message}", fg="red", err=True)
         sys.exit(2)
+
+
+@functools.cache
+def _command() -> Any:
+    """The click command tree, built once (for `config_from_argv`)."""
+    return typer.main.get_command(app)
+
+
+def config_from_argv(argv: list[str]) -> CaiConfig:
+    """The config that ``cai ARGV...`` would run with, built by the command's own flags,
+    ``--config`` and ``--set``, without running anything (click's usage errors and
+    ``CaiError`` propagate)."""
+    with parse_only() as captured:
+        _command().main(args=[str(a) for a in argv], prog_name="cai", standalone_mode=False)
+    if not captured:
+        raise CaiError(f"cai {' '.join(argv)}: not a command with a config")
+    return captured[-1]
 
 
 def low_level_message(e: BaseException) -> str | None:

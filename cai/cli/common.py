@@ -15,11 +15,3 @@ PromptsDir = Annotated[
         "--prompts-dir", help="A folder whose *.j2 files override shipped templates by name."
     ),
 ]
-
-AllowPartial = Annotated[
-    bool | None,
-    typer.Option(
-        "--allow-partial",
-        help="Read a cai output folder whose run is unfinished (with a warning).",
-    ),
-]

@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-from cai.cli.common import AllowPartial, Opt, PromptsDir
+from cai.cli.common import Opt
+from cai.cli.options import ConfigFlags, config_command
+from cai.config import JudgeConfig
 
 app = typer.Typer(
     help="AI feedback: rank candidate responses against the constitution (RLAIF).",
@@ -15,131 +17,29 @@ app = typer.Typer(
 )
 
 
+JUDGE = ConfigFlags(
+    JudgeConfig,
+    prefixes={"judge": "judge-", "policy": "policy-", "sampling": ""},
+    names={
+        "judge.base_url": ("--judge-base-url", "--base-url"),
+        "judge.batch_size": ("--judge-batch-size", "--batch-size"),
+        "policy.model": ("--policy-model", "--policy"),
+        "both_orders": ("--both-orders/--one-order",),
+    },
+)
+"""`cai judge`: a flag per field; the judge's engine under --judge-*, the policy's under
+--policy-*; sampling (the policy's) unprefixed."""
+
+
 @app.callback()
-def judge(
-    ctx: typer.Context,
-    prompts: Annotated[
-        str | None,
-        Opt(
-            help="Prompts with candidates: a cai output folder (e.g. of "
-            "generate-revisions), a file, a save_to_disk folder or a Hub id. "
-            "[default: out/revisions]"
-        ),
-    ] = None,
-    output: Annotated[
-        Path | None, Opt("--output", "-o", help="Output folder. [default: out/preferences]")
-    ] = None,
-    constitution: Annotated[
-        str | None, Opt(help="Constitution name or YAML path. [default: harmless]")
-    ] = None,
-    judge_model: Annotated[
-        str | None,
-        Opt(
-            help="The judge model (name, folder, Hub id, or API model with "
-            "--judge-backend openai). [default: smollm2-135m]"
-        ),
-    ] = None,
-    judge_backend: Annotated[str | None, Opt(help="transformers, vllm or openai.")] = None,
-    base_url: Annotated[list[str] | None, Opt(help="openai judge: server URL(s).")] = None,
-    batch_size: Annotated[
-        int | None, Opt(help="transformers judge: rows per forward pass.")
-    ] = None,
-    mode: Annotated[
-        str | None,
-        Opt(
-            help="logprob (option probabilities), cot (reason first) or "
-            "generate (parse a letter). [default: logprob]"
-        ),
-    ] = None,
-    both_orders: Annotated[
-        bool | None,
-        Opt(
-            "--both-orders/--one-order",
-            help="Judge each pair in both orders and average. [default: on]",
-        ),
-    ] = None,
-    principles: Annotated[
-        str | None, Opt(help="Comparison questions per pair: a number or 'all'. [default: 1]")
-    ] = None,
-    cot_clamp: Annotated[
-        bool | None,
-        Opt("--cot-clamp/--no-cot-clamp", help="CoT: clamp p_chosen to [0.4, 0.6]. [default: on]"),
-    ] = None,
-    num_candidates: Annotated[
-        int | None, Opt(help="Sample K responses per prompt from --policy first.")
-    ] = None,
-    policy: Annotated[str | None, Opt(help="The policy model that samples candidates.")] = None,
-    pair_budget: Annotated[
-        int | None, Opt(help="K > 2: judge at most this many pairs per prompt.")
-    ] = None,
-    emit_pairs: Annotated[
-        str | None,
-        Opt(
-            help="K > 2: best-worst (one row per prompt) or all (one row per judged pair, "
-            "with its Bradley-Terry margin). [default: best-worst]"
-        ),
-    ] = None,
-    verify_revisions: Annotated[
-        float | None,
-        Opt(
-            help="With a generate-revisions output: keep only rows where the judge prefers "
-            "the revision with at least this probability (e.g. 0.5); reports the share kept "
-            "per principle."
-        ),
-    ] = None,
-    seed: Annotated[int | None, Opt(help="The run's seed. [default: 0]")] = None,
-    limit: Annotated[int | None, Opt(help="Use only the first N input rows.")] = None,
-    split: Annotated[str | None, Opt(help="Input split.")] = None,
-    test_size: Annotated[float | None, Opt(help="Held-out rows: a fraction or a count.")] = None,
-    chunk_size: Annotated[int | None, Opt(help="Rows per saved chunk. [default: 64]")] = None,
-    prompts_dir: PromptsDir = None,
-    allow_partial: AllowPartial = None,
-    push_to_hub: Annotated[
-        str | None, Opt(help="Push the dataset to this Hub repo when done.")
-    ] = None,
-    config: Annotated[
-        Path | None,
-        Opt(help="A YAML file of settings (JudgeConfig in cai/config.py); the command line wins."),
-    ] = None,
-) -> None:
+@config_command(JUDGE)
+def judge(cfg: JudgeConfig) -> None:
     """Judge candidate responses pairwise (soft labels from option log-probabilities, both
     orders, optional chain of thought and k-wise Bradley-Terry rankings) and write a
     preference dataset for reward-model and DPO training. `cai judge calibrate` measures
     the judge on gold labels."""
-    if ctx.invoked_subcommand is not None:
-        return
-    from cai.config import JudgeConfig, load_config
     from cai.judge import run_judge
 
-    overrides = {
-        "prompts": prompts,
-        "output": output,
-        "constitution": constitution,
-        "mode": mode,
-        "both_orders": both_orders,
-        "principles": principles,
-        "cot_clamp": cot_clamp,
-        "num_candidates": num_candidates,
-        "pair_budget": pair_budget,
-        "emit_pairs": emit_pairs,
-        "verify_revisions": verify_revisions,
-        "limit": limit,
-        "split": split,
-        "test_size": test_size,
-        "chunk_size": chunk_size,
-        "prompts_dir": prompts_dir,
-        "allow_partial": allow_partial,
-        "push_to_hub": push_to_hub,
-        "judge": {
-            "model": judge_model,
-            "backend": judge_backend,
-            "base_url": base_url,
-            "batch_size": batch_size,
-        },
-        "policy": {"model": policy} if policy else None,
-        "sampling": {"seed": seed},
-    }
-    cfg = load_config(JudgeConfig, config, overrides)
     s = run_judge(cfg)
     typer.echo(
         f"{s['rows_written']} preference rows ({s['pairs']} pairs judged) in {cfg.output}; "
