@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 
-from cai.cli.common import Opt
 from cai.cli.options import ConfigFlags, config_command
-from cai.config import JudgeConfig
+from cai.config import CalibrateConfig, JudgeConfig
 
 app = typer.Typer(
     help="AI feedback: rank candidate responses against the constitution (RLAIF).",
@@ -60,50 +56,27 @@ def judge(cfg: JudgeConfig) -> None:
         )
 
 
+CALIBRATE = ConfigFlags(
+    CalibrateConfig,
+    prefixes={"judge": "judge-"},
+    names={
+        "judge.base_url": ("--judge-base-url", "--base-url"),
+        "judge.batch_size": ("--judge-batch-size", "--batch-size"),
+        "judge_max_new_tokens": ("--judge-max-new-tokens", "--max-new-tokens"),
+        "verbatim": ("--verbatim/--rerendered",),
+    },
+)
+"""`cai judge calibrate`: a flag per field (`--gold` is required); the judge's engine
+under --judge-*."""
+
+
 @app.command("calibrate")
-def judge_calibrate(
-    gold: Annotated[
-        Path, Opt(help="Gold pairs: the CAI paper's HHH format, or prompt/chosen/rejected JSONL.")
-    ],
-    judge_model: Annotated[str, Opt(help="The judge model.")] = "smollm2-135m",
-    mode: Annotated[str, Opt(help="logprob, cot or generate.")] = "logprob",
-    verbatim: Annotated[
-        bool,
-        Opt(
-            "--verbatim/--rerendered",
-            help="The file's own prompts (and the swapped order), or our template "
-            "with the constitution's questions.",
-        ),
-    ] = True,
-    constitution: Annotated[str, Opt(help="Constitution for --rerendered.")] = "harmless",
-    principles: Annotated[
-        str, Opt(help="--rerendered: comparison questions per pair (a number or 'all').")
-    ] = "1",
-    limit: Annotated[int | None, Opt(help="Use only the first N pairs.")] = None,
-    sample: Annotated[
-        int | None, Opt(help="Judge a random N pairs, drawn with --seed (the file may be sorted).")
-    ] = None,
-    batch_size: Annotated[int, Opt(help="Rows per forward pass.")] = 16,
-    max_new_tokens: Annotated[int, Opt(help="CoT reasoning length.")] = 256,
-    seed: Annotated[int, Opt(help="Seed for principle sampling and the bootstrap.")] = 0,
-    output: Annotated[Path, Opt("--output", "-o", help="Report folder.")] = Path("out/calibration"),
-) -> None:
+@config_command(CALIBRATE)
+def judge_calibrate(cfg: CalibrateConfig) -> None:
     """Measure the judge on gold labels: accuracy with a bootstrap 95% CI, accuracy per
     order, position consistency, abstentions, length bias and a reliability plot."""
-    from cai.backends import SamplingParams, load_backend
-    from cai.constitution import load_constitution
-    from cai.judge import Judge, run_calibration, summary_table
+    from cai.judge import run_calibration_from_config, summary_table
 
-    judge_obj = Judge(
-        backend=load_backend("transformers", judge_model, batch_size=batch_size),
-        constitution=load_constitution(constitution),
-        mode=mode,
-        principles=principles if principles == "all" else int(principles),
-        seed=seed,
-        params=SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0),
-    )
-    report = run_calibration(
-        judge_obj, gold, output, verbatim=verbatim, limit=limit, sample=sample, seed=seed
-    )
+    report = run_calibration_from_config(cfg)
     typer.echo(summary_table(report))
-    typer.echo(f"report: {output / 'report.json'}, plot: {output / 'reliability.png'}")
+    typer.echo(f"report: {cfg.output / 'report.json'}, plot: {cfg.output / 'reliability.png'}")

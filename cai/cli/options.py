@@ -226,6 +226,15 @@ def _extra_params(fn: Callable) -> list[inspect.Parameter]:
     ]
 
 
+def _example(spec: ConfigFlags) -> str:
+    """A ``--set`` example for this command: its first nested field, at its default."""
+    nested = [leaf for leaf in leaves(spec.cls) if len(leaf.path) > 1] or list(leaves(spec.cls))
+    leaf = next(x for x in nested if isinstance(default_of(spec, x), str | int | float))
+    value = default_of(spec, leaf)
+    shown = str(value).lower() if isinstance(value, bool) else value
+    return f"{leaf.dotted}={shown}"
+
+
 def _common_params(spec: ConfigFlags) -> list[inspect.Parameter]:
     where = f"{spec.cls.__module__}.{spec.cls.__name__}"
     trl = (
@@ -241,7 +250,7 @@ def _common_params(spec: ConfigFlags) -> list[inspect.Parameter]:
         "--set",
         metavar="KEY=VALUE",
         help="Set any field by its dotted path, the value read as YAML (e.g. --set "
-        "sampling.top_p=0.9); repeatable, applied after the other flags" + trl + ".",
+        f"{_example(spec)}); repeatable, applied after the other flags" + trl + ".",
     )
     kw = inspect.Parameter.KEYWORD_ONLY
     return [
