@@ -153,3 +153,21 @@ def test_a_judge_config_takes_a_bare_model_name():
     cfg = JudgeConfig(judge="tiny-random", policy="smollm2-135m")
     assert cfg.judge == BackendConfig(model="tiny-random")
     assert cfg.policy == BackendConfig(model="smollm2-135m")
+
+
+def test_build_judge_is_the_only_constructor_of_a_judge():
+    """Outside tests, only cai/judge/build.py calls ``Judge(...)``: every judge gets its
+    engine from a ``BackendConfig``."""
+    import ast
+
+    from tests.conftest import REPO
+
+    callers = set()
+    for path in sorted((REPO / "cai").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                f = node.func
+                name = f.id if isinstance(f, ast.Name) else getattr(f, "attr", None)
+                if name == "Judge":
+                    callers.add(path.relative_to(REPO).as_posix())
+    assert callers == {"cai/judge/build.py"}
