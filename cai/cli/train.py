@@ -99,11 +99,16 @@ def reward_flags(
     return {"rewards": specs} if specs else {}
 
 
-def _flags(cls: type[TrainConfig], *extras: Callable[..., dict], **defaults: Any) -> ConfigFlags:
+def _flags(
+    cls: type[TrainConfig],
+    *extras: Callable[..., dict],
+    names: dict[str, tuple[str, ...]] | None = None,
+    **defaults: Any,
+) -> ConfigFlags:
     return ConfigFlags(
         cls,
         prefixes={"lora": "lora-"},
-        names={"lora.enabled": ("--lora/--no-lora",)},
+        names={"lora.enabled": ("--lora/--no-lora",), **(names or {})},
         defaults=defaults,
         extras=(trl_shorthands, *extras),
         set_fallback="trl",
@@ -112,7 +117,7 @@ def _flags(cls: type[TrainConfig], *extras: Callable[..., dict], **defaults: Any
 
 TRAIN: dict[str, ConfigFlags] = {
     "sft": _flags(SFTRunConfig),
-    "reward": _flags(RewardRunConfig),
+    "reward": _flags(RewardRunConfig, names={"use_margin": ("--use-margin/--no-margin",)}),
     "dpo": _flags(DPORunConfig, dpo_shorthands),
     "ppo": _flags(PPORunConfig),
     "grpo": _flags(OnlineRunConfig, reward_flags),
