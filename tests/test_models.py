@@ -115,3 +115,29 @@ def test_a_stored_identity_holds_only_while_the_files_match(tmp_path):
     assert models.model_identity(str(folder)) == "sft:abc"
     _perturb(folder)  # edited by hand after the producer named it
     assert models.model_identity(str(folder)).startswith("folder:")
+
+
+def test_the_default_model_is_named_once_in_code():
+    """Defaults use ``models.DEFAULT_MODEL``; docstrings and help texts may name it."""
+    import ast
+
+    from tests.conftest import REPO
+
+    literal = []
+    for path in sorted((REPO / "cai").rglob("*.py")):
+        if path.name == "models.py" and path.parent.name == "cai":
+            continue  # where it is defined, with the packaged models
+        tree = ast.parse(path.read_text())
+        docs = {  # docstrings, of modules, classes, functions and fields
+            id(node.value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        }
+        literal += [
+            f"{path.relative_to(REPO)}:{node.lineno}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant)
+            and node.value == models.DEFAULT_MODEL
+            and id(node) not in docs
+        ]
+    assert literal == [], "use cai.models.DEFAULT_MODEL"
