@@ -212,6 +212,8 @@ def _option(spec: ConfigFlags, leaf: Leaf, kind: Any) -> inspect.Parameter:
     doc = field_help(spec.cls, leaf)
     if len(leaf.path) > 1:  # name the nested field, as YAML and --set write it
         doc = f"{leaf.dotted}: {doc}"
+    if leaf.in_nullable_group and leaf.path[-1] == "model":
+        doc = f"{doc} `none`: no {leaf.path[-2]} at all."
     option = typer.Option(*decls, help=doc or None)
     return inspect.Parameter(
         leaf.param, inspect.Parameter.KEYWORD_ONLY, default=default,
