@@ -1,8 +1,16 @@
-"""Small shared helpers: atomic files, statistics, plots."""
+"""Small shared helpers: atomic files, hashing, statistics, plots."""
 
 from __future__ import annotations
 
 from cai._util.files import atomic_file, write_json_atomic, write_text_atomic
+from cai._util.hashing import canonical_hash, canonical_json
 from cai._util.stats import bootstrap_ci
 
-__all__ = ["atomic_file", "bootstrap_ci", "write_json_atomic", "write_text_atomic"]
+__all__ = [
+    "atomic_file",
+    "bootstrap_ci",
+    "canonical_hash",
+    "canonical_json",
+    "write_json_atomic",
+    "write_text_atomic",
+]

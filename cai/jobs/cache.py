@@ -13,7 +13,6 @@ the rest of the run with one warning: the run goes on and keeps its generations.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import threading
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from cai._util import canonical_hash
 from cai.backends.base import Generation
 from cai.errors import CaiError
 
@@ -31,9 +31,8 @@ BUSY_TIMEOUT = 10.0
 
 
 def cache_key(**parts: object) -> str:
-    """sha256 of the canonical JSON of ``parts``."""
-    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()
+    """``canonical_hash`` of ``parts``: sha256 of their canonical JSON."""
+    return canonical_hash(parts)
 
 
 class GenerationCache:

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from cai._util import write_json_atomic, write_text_atomic
+from cai._util import canonical_hash, write_json_atomic, write_text_atomic
 from cai.data import PromptRow, Reject, write_rejects
 from cai.errors import BackendError, CaiError
 from cai.jobs.journal import RowJournal
@@ -50,7 +50,10 @@ from cai.progress import JobBar
 
 
 def shard_of(row_id: str, num_shards: int) -> int:
-    """A row's shard: stable across reruns, orderings and machines."""
+    """A row's shard: stable across reruns, orderings and machines.
+
+    A hash of the id's text, not ``canonical_hash``: it places rows, it is not an id,
+    and changing it would move the rows of existing sharded runs."""
     return int(hashlib.sha256(row_id.encode()).hexdigest()[:8], 16) % num_shards
 
 
@@ -313,8 +316,7 @@ def input_key(row: PromptRow, fingerprint: str) -> str:
 
     A journaled row resumes only while its key is unchanged, so a new input file with the
     same ids, or a file edited in place, never resumes old output."""
-    blob = json.dumps([fingerprint, row.conversation, row.extra], sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+    return canonical_hash([fingerprint, row.conversation, row.extra], 32)
 
 
 def strip_key(row: dict) -> dict:

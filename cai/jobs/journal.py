@@ -9,19 +9,17 @@ disk, and a job that restarts can skip ``ids()`` and carry on.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
-from cai._util import write_text_atomic
+from cai._util import canonical_hash, write_text_atomic
 from cai.errors import CaiError
 
 
 def row_sha256(row: dict) -> str:
     """sha256 of the row's canonical JSON (sorted keys, no spaces, raw unicode)."""
-    blob = json.dumps(row, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    return canonical_hash(row)
 
 
 class RowJournal:

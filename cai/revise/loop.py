@@ -27,7 +27,6 @@ Output row columns (one per prompt)::
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections import defaultdict
@@ -38,12 +37,10 @@ from cai import __version__, progress
 from cai.backends.base import Backend, Conversation, Generation, SamplingParams
 from cai.constitution import Constitution, Principle, row_rng, sample_principle
 from cai.data import PromptRow, Reject, split_over_budget
-from cai.jobs import GenerationCache, cache_key
+from cai.jobs import SCHEMA_VERSION, GenerationCache, cache_key, fingerprint
 from cai.models import model_identity
 from cai.prompts import render, template_data, template_hash
 from cai.revise.cleaning import DEFAULT_STOPS, clean_generation, cut_stops, says_no_change
-
-SCHEMA_VERSION = 1
 
 
 @dataclass
@@ -144,9 +141,9 @@ class Reviser:
         }
 
     def fingerprint(self) -> str:
-        """Changes whenever anything that shapes the output changes."""
-        blob = repr(sorted(self.provenance().items())) + self.constitution.content_hash
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        """Changes whenever anything that shapes the output changes (``cai.jobs.fingerprint``
+        of the provenance, which holds the constitution's hash)."""
+        return fingerprint(self.provenance())
 
     # ------------------------------------------------------------------ generation
 

@@ -9,26 +9,8 @@ from pathlib import Path
 
 from cai.config import ReviseConfig
 from cai.constitution import load_constitution
-from cai.data import (
-    DatasetCard,
-    PromptRow,
-    Reject,
-    markdown_table,
-    push_to_hub,
-    read_prompts,
-    split_rows,
-    write_dataset,
-)
-from cai.jobs import (
-    GenerationCache,
-    check_input_complete,
-    check_not_overlapping,
-    fail_without_rows,
-    finish_run,
-    output_lock,
-    run_chunks,
-    select_shard,
-)
+from cai.data import DatasetCard, PromptRow, Reject, markdown_table, read_prompts
+from cai.jobs import BatchJob, GenerationCache, JobResult, select_shard
 from cai.resources import cache_dir
 from cai.revise.loop import Reviser, principle_stats
 
@@ -90,62 +72,70 @@ def dry_run(cfg: ReviseConfig, warmup_rows: int = 4) -> dict:
 
 
 def run_revisions(cfg: ReviseConfig, backend=None) -> dict:
-    """Run the whole job; return the summary that is also stored in ``run.json``.
+    """Run the whole job (``cai.jobs.BatchJob``); return the summary that is also stored
+    in ``run.json``.
 
     Before any model loads: the output must be a folder that does not overlap the input,
     an unfinished cai input is refused (unless ``allow_partial``), and the output folder
     is locked against a second run for the whole job."""
-    check_not_overlapping(cfg.prompts, cfg.output)
-    check_input_complete(cfg.prompts, cfg.allow_partial)
-    with output_lock(cfg.output):
-        return _run_revisions(cfg, backend)
+    return RevisionsJob(cfg, backend).run()
 
 
-def _run_revisions(cfg: ReviseConfig, backend=None) -> dict:
-    rows, rejects = load_rows(cfg)
-    total = len(rows) + len(rejects)
-    reviser = build_reviser(cfg, backend)
-    rows, too_long = reviser.check_context(rows)
-    rejects += too_long
-    if not rows:
-        reviser.cache.close()
-        fail_without_rows(cfg.output, total, rejects)
-    provenance = reviser.provenance()
-    result = run_chunks(
-        rows,
-        lambda chunk: reviser.revise(chunk, provenance),
-        cfg.output,
-        fingerprint=reviser.fingerprint(),
-        settings=cfg.model_dump(mode="json"),
-        chunk_size=cfg.chunk_size,
-        workers=cfg.concurrent_chunks,
-        desc="revisions",
-        tokens=lambda: sum(s.generated_tokens for s in reviser.stats.values()),
-    )
-    reviser.cache.close()
-    gen_tokens = sum(s.generated_tokens for s in reviser.stats.values())
-    summary = {
-        "rows": len(result.rows),
-        "resumed_rows": result.resumed,
-        "processed_rows": result.processed,
-        "changed_rows": result.changed,
-        "rejected_rows": len(rejects),
-        "reject_reasons": dict(Counter(r.reason.split(":")[0] for r in rejects)),
-        "seconds": round(result.seconds, 2),
-        "generated_tokens": gen_tokens,
-        "tokens_per_second": round(gen_tokens / result.seconds, 2) if result.seconds else 0.0,
-        "stages": {k: vars(v) for k, v in reviser.stats.items()},
-        "principles": principle_stats(result.rows),
-        "no_change_rate": _rate(result.rows),
-    }
-    splits = split_rows(
-        result.rows, test_size=cfg.test_size, seed=cfg.sampling.seed, scheme=cfg.split_scheme
-    )
-    write_dataset(cfg.output, splits, revision_card(cfg, reviser, provenance, summary))
-    finish_run(cfg.output, rejects, summary)
-    if cfg.push_to_hub:
-        summary["hub"] = push_to_hub(cfg.output, cfg.push_to_hub, private=cfg.private)
-    return summary
+class RevisionsJob(BatchJob):
+    """``generate-revisions``'s own parts of the batch job: the reviser and its summary."""
+
+    desc = "revisions"
+
+    def __init__(self, cfg: ReviseConfig, backend=None) -> None:
+        super().__init__(cfg)
+        self.backend = backend
+        self.reviser: Reviser | None = None
+        self.prov: dict = {}
+
+    def read(self) -> tuple[list[PromptRow], list[Reject]]:
+        cfg = self.cfg
+        return read_prompts(
+            cfg.prompts, split=cfg.split, prompt_column=cfg.prompt_column, limit=cfg.limit
+        )
+
+    def prepare(self, rows: list[PromptRow]) -> tuple[list[PromptRow], list[Reject]]:
+        self.reviser = build_reviser(self.cfg, self.backend)
+        return self.reviser.check_context(rows)
+
+    def provenance(self) -> dict:
+        self.prov = self.reviser.provenance()
+        return self.prov
+
+    def process(self, chunk: list[PromptRow]) -> list[dict]:
+        return self.reviser.revise(chunk, self.prov)
+
+    def tokens(self) -> int:
+        return sum(s.generated_tokens for s in self.reviser.stats.values())
+
+    def summary(self, result: JobResult, rejects: list[Reject]) -> dict:
+        reviser = self.reviser
+        gen_tokens = self.tokens()
+        return {
+            "rows": len(result.rows),
+            "resumed_rows": result.resumed,
+            "processed_rows": result.processed,
+            "changed_rows": result.changed,
+            "rejected_rows": len(rejects),
+            "reject_reasons": dict(Counter(r.reason.split(":")[0] for r in rejects)),
+            "seconds": round(result.seconds, 2),
+            "generated_tokens": gen_tokens,
+            "tokens_per_second": round(gen_tokens / result.seconds, 2) if result.seconds else 0.0,
+            "stages": {k: vars(v) for k, v in reviser.stats.items()},
+            "principles": principle_stats(result.rows),
+            "no_change_rate": _rate(result.rows),
+        }
+
+    def card(self, summary: dict) -> DatasetCard:
+        return revision_card(self.cfg, self.reviser, self.prov, summary)
+
+    def close(self) -> None:
+        if self.reviser is not None:
+            self.reviser.cache.close()
 
 
 def _rate(rows: list[dict]) -> float:
