@@ -12,7 +12,6 @@ Output columns (one row per prompt)::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import random
@@ -26,23 +25,13 @@ from cai.data import (
     PromptRow,
     Reject,
     markdown_table,
-    push_to_hub,
     read_prompts,
     response_text,
     split_over_budget,
     split_rows,
-    write_dataset,
 )
 from cai.errors import CaiError
-from cai.jobs import (
-    check_input_complete,
-    check_not_overlapping,
-    fail_without_rows,
-    finish_run,
-    output_lock,
-    run_chunks,
-    select_shard,
-)
+from cai.jobs import BatchJob, JobResult, provenance
 from cai.judge.build import build_judge
 from cai.judge.pairs import expand_all_pairs, length_bias, verify_revisions
 from cai.judge.pairwise import Judge, PairItem, PairResult
@@ -50,7 +39,6 @@ from cai.judge.ranking import all_pairs, bradley_terry, bt_probability, budgeted
 from cai.models import model_identity
 from cai.prompts import template_hash
 
-SCHEMA_VERSION = 1
 _LIST_COLUMNS = ("candidates", "responses", "completions")
 _PAIR_COLUMNS = (("chosen", "rejected"), ("response_a", "response_b"))
 
@@ -181,24 +169,20 @@ class JudgeJob:
     def __init__(self, cfg: JudgeConfig, judge: Judge, policy=None) -> None:
         self.cfg, self.judge, self.policy = cfg, judge, policy
         c = judge.constitution
-        self.provenance = {
-            "schema_version": SCHEMA_VERSION,
-            "cai_version": __version__,
-            "judge_model": judge.backend.model_name,
-            "judge_model_identity": model_identity(judge.backend.model_name),
-            "judge_backend": judge.backend.name,
-            "policy_model": policy.model_name if policy is not None else None,
-            "policy_model_identity": model_identity(policy.model_name) if policy else None,
-            "mode": judge.mode,
-            "both_orders": judge.both_orders,
-            "principles": str(judge.principles),
-            "cot_clamp": list(judge.cot_clamp) if judge.cot_clamp else None,
-            "seed": judge.seed,
-            "constitution": {"name": c.name, "version": str(c.version), "hash": c.content_hash},
-            "templates": {
-                t: template_hash(t, judge.prompts_dir) for t in ("compare", "compare_cot")
-            },
-        }
+        self.provenance = provenance(
+            judge_model=judge.backend.model_name,
+            judge_model_identity=model_identity(judge.backend.model_name),
+            judge_backend=judge.backend.name,
+            policy_model=policy.model_name if policy is not None else None,
+            policy_model_identity=model_identity(policy.model_name) if policy else None,
+            mode=judge.mode,
+            both_orders=judge.both_orders,
+            principles=str(judge.principles),
+            cot_clamp=list(judge.cot_clamp) if judge.cot_clamp else None,
+            seed=judge.seed,
+            constitution={"name": c.name, "version": str(c.version), "hash": c.content_hash},
+            templates={t: template_hash(t, judge.prompts_dir) for t in ("compare", "compare_cot")},
+        )
 
     def pairs(self, row: PromptRow, k: int) -> list[tuple[int, int]]:
         if k == 2 or self.cfg.pair_budget is None:
@@ -272,86 +256,101 @@ def check_context(job: JudgeJob, rows: list[PromptRow]) -> tuple[list[PromptRow]
 
 
 def run_judge(cfg: JudgeConfig, judge_backend=None, policy_backend=None) -> dict:
-    """Run the whole job; return the summary that is also stored in ``run.json``.
+    """Run the whole job (``cai.jobs.BatchJob``); return the summary that is also stored
+    in ``run.json``.
 
     Before any model loads: the output must be a folder that does not overlap the input,
     an unfinished cai input is refused (unless ``allow_partial``), and the output folder
     is locked against a second run for the whole job."""
-    check_not_overlapping(cfg.prompts, cfg.output)
-    check_input_complete(cfg.prompts, cfg.allow_partial)
-    with output_lock(cfg.output):
-        return _run_judge(cfg, judge_backend, policy_backend)
+    return PreferencesJob(cfg, judge_backend, policy_backend).run()
 
 
-def _run_judge(cfg: JudgeConfig, judge_backend=None, policy_backend=None) -> dict:
-    rows, rejects = read_prompts(
-        cfg.prompts, split=cfg.split, prompt_column=cfg.prompt_column, limit=cfg.limit
-    )
-    rows = select_shard(rows, cfg.num_shards, cfg.shard_index)
-    total = len(rows) + len(rejects)
-    policy = policy_backend
-    if cfg.num_candidates and policy is None:
-        policy = (cfg.policy or cfg.judge).create()
-    if policy is None:
-        keep = []
+class PreferencesJob(BatchJob):
+    """``cai judge``'s own parts of the batch job: candidates, the judge, its summary."""
+
+    desc = "judging"
+
+    def __init__(self, cfg: JudgeConfig, judge_backend=None, policy_backend=None) -> None:
+        super().__init__(cfg)
+        self.judge_backend = judge_backend
+        self.policy = policy_backend
+        self.job: JudgeJob | None = None
+
+    def read(self) -> tuple[list[PromptRow], list[Reject]]:
+        cfg = self.cfg
+        return read_prompts(
+            cfg.prompts, split=cfg.split, prompt_column=cfg.prompt_column, limit=cfg.limit
+        )
+
+    def screen(self, rows: list[PromptRow]) -> tuple[list[PromptRow], list[Reject]]:
+        """Rows with two candidates to judge, unless the policy samples them."""
+        cfg = self.cfg
+        if cfg.num_candidates and self.policy is None:
+            self.policy = (cfg.policy or cfg.judge).create()
+        if self.policy is not None:
+            return rows, []
+        keep, rejects = [], []
         for r in rows:
-            n = len(candidates_of(r) or [])
-            if n >= 2:
+            if len(candidates_of(r) or []) >= 2:
                 keep.append(r)
             else:
                 rejects.append(Reject(r.index, r.id, missing_candidates(r), _raw(r)))
-        rows = keep
-    if not rows:
-        fail_without_rows(cfg.output, total, rejects)
-    if cfg.verify_revisions is not None:
-        plain = [r.id for r in rows if "revision" not in r.extra or "principle_ids" not in r.extra]
-        if plain or cfg.num_candidates:
-            raise CaiError(
-                "--verify-revisions needs a generate-revisions output as --prompts (rows with "
-                f"revision and principle_ids; {len(plain)} rows lack them) and no --num-candidates"
-            )
-    judge = build_judge(
-        cfg.judge,
-        backend=judge_backend,
-        constitution=cfg.constitution,
-        mode=cfg.mode,
-        both_orders=cfg.both_orders,
-        principles=cfg.principles,
-        seed=cfg.sampling.seed,
-        cot_clamp=cfg.cot_clamp,
-        max_new_tokens=cfg.judge_max_new_tokens,
-        prompts_dir=cfg.prompts_dir,
-    )
-    job = JudgeJob(cfg, judge, policy)
-    rows, too_long = check_context(job, rows)
-    rejects += too_long
-    if not rows:
-        fail_without_rows(cfg.output, total, rejects)
-    fingerprint = hashlib.sha256(
-        (
-            repr(sorted(job.provenance.items()))
-            + repr(cfg.model_dump(mode="json", exclude={"allow_partial"}))
-        ).encode()
-    ).hexdigest()[:16]
-    result = run_chunks(rows, job, cfg.output, fingerprint=fingerprint,
-                        settings=cfg.model_dump(mode="json"), chunk_size=cfg.chunk_size,
-                        desc="judging")  # fmt: skip
-    summary = judge_summary(result.rows, judge, result.seconds, rejects)
-    summary.update(
-        resumed_rows=result.resumed, processed_rows=result.processed, changed_rows=result.changed
-    )
-    rows_out = result.rows
-    if cfg.verify_revisions is not None:
-        rows_out, summary["verified"] = verify_revisions(rows_out, cfg.verify_revisions)
-    splits = split_rows(rows_out, test_size=cfg.test_size, seed=cfg.sampling.seed)
-    if cfg.emit_pairs == "all":  # after the split, so a prompt's pairs stay in one split
-        splits = {name: expand_all_pairs(part) for name, part in splits.items()}
-    summary["rows_written"] = sum(len(part) for part in splits.values())
-    write_dataset(cfg.output, splits, judge_card(cfg, job, summary))
-    finish_run(cfg.output, rejects, summary)
-    if cfg.push_to_hub:
-        summary["hub"] = push_to_hub(cfg.output, cfg.push_to_hub, private=cfg.private)
-    return summary
+        return keep, rejects
+
+    def prepare(self, rows: list[PromptRow]) -> tuple[list[PromptRow], list[Reject]]:
+        cfg = self.cfg
+        if cfg.verify_revisions is not None:
+            plain = [
+                r.id for r in rows if "revision" not in r.extra or "principle_ids" not in r.extra
+            ]
+            if plain or cfg.num_candidates:
+                raise CaiError(
+                    "--verify-revisions needs a generate-revisions output as --prompts (rows with "
+                    f"revision and principle_ids; {len(plain)} rows lack them) and no "
+                    "--num-candidates"
+                )
+        judge = build_judge(
+            cfg.judge,
+            backend=self.judge_backend,
+            constitution=cfg.constitution,
+            mode=cfg.mode,
+            both_orders=cfg.both_orders,
+            principles=cfg.principles,
+            seed=cfg.sampling.seed,
+            cot_clamp=cfg.cot_clamp,
+            max_new_tokens=cfg.judge_max_new_tokens,
+            prompts_dir=cfg.prompts_dir,
+        )
+        self.job = JudgeJob(cfg, judge, self.policy)
+        return check_context(self.job, rows)
+
+    def provenance(self) -> dict:
+        return self.job.provenance
+
+    def process(self, chunk: list[PromptRow]) -> list[dict]:
+        return self.job(chunk)
+
+    def summary(self, result: JobResult, rejects: list[Reject]) -> dict:
+        summary = judge_summary(result.rows, self.job.judge, result.seconds, rejects)
+        summary.update(
+            resumed_rows=result.resumed,
+            processed_rows=result.processed,
+            changed_rows=result.changed,
+        )
+        return summary
+
+    def splits(self, rows: list[dict], summary: dict) -> dict[str, list[dict]]:
+        cfg = self.cfg
+        if cfg.verify_revisions is not None:
+            rows, summary["verified"] = verify_revisions(rows, cfg.verify_revisions)
+        splits = split_rows(rows, test_size=cfg.test_size, seed=cfg.sampling.seed)
+        if cfg.emit_pairs == "all":  # after the split, so a prompt's pairs stay in one split
+            splits = {name: expand_all_pairs(part) for name, part in splits.items()}
+        summary["rows_written"] = sum(len(part) for part in splits.values())
+        return splits
+
+    def card(self, summary: dict) -> DatasetCard:
+        return judge_card(self.cfg, self.job, summary)
 
 
 def _raw(row: PromptRow) -> str:
