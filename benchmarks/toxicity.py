@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/toxicity.json"))
     args = ap.parse_args(argv)
     rows = [json.loads(line) for line in LABELLED.read_text().splitlines()]
-    for row, s in zip(rows, JigsawScorer().score([r["text"] for r in rows])):
+    for row, s in zip(rows, JigsawScorer().labels([r["text"] for r in rows])):
         row["score"] = s["toxic"]
     toxic = [r for r in rows if r["toxic"]]
     benign = [r for r in rows if not r["toxic"]]

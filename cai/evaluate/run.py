@@ -5,7 +5,8 @@
    Generation is chunked and resumable (``responses/<model>/``) while the model's
    content identity (``cai.models.model_identity``) is unchanged: a model retrained in
    the same folder answers again.
-2. **Scores** per response, every one kept (``scores.jsonl``):
+2. **Scores** per response, every one kept (``scores.jsonl``), each from a
+   ``cai.scorers.Scorer`` (``evaluation_scorers``) under its ``name``:
    - ``toxicity``: six Jigsaw labels from the offline classifier (or a named Hugging Face
      classifier); ``toxic`` is the toxicity score;
    - ``profanity``: alt-profanity-check, when installed;
@@ -33,7 +34,6 @@ Row schema of ``scores.jsonl``::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections import defaultdict
@@ -41,8 +41,9 @@ from pathlib import Path
 
 from cai import progress
 from cai.config import BackendConfig, EvalConfig
-from cai.data import PromptRow, read_prompts
+from cai.data import PromptRow, content_id, read_prompts
 from cai.errors import CaiError
+from cai.jobs import SCHEMA_VERSION, BatchJob, output_lock, provenance
 
 BENIGN_HINTS = ("helpful", "benign")
 SCORE_CHUNK = 64
@@ -68,49 +69,14 @@ def load_prompt_sets(cfg: EvalConfig) -> list[tuple[str, PromptRow, bool]]:
 
 def generate_responses(cfg: EvalConfig, model: str, prompts, backend=None) -> list[dict]:
     """Every sample of ``model`` for every prompt, resumable under responses/<model>/."""
-    from cai.jobs import run_chunks
-
-    params = cfg.sampling.params(n=cfg.samples)
     rows = [r for _, r, _ in prompts]
     meta = {r.id: (name, benign) for name, r, benign in prompts}
     if len(meta) < len(rows):
         raise CaiError("two prompt sets share a prompt id; give sets with distinct prompts")
-    state: dict = {"backend": backend}
-
-    def process(chunk: list[PromptRow]) -> list[dict]:
-        if state["backend"] is None:
-            engine = cfg.engine.model_copy(update={"model": model, "batch_size": cfg.batch_size})
-            state["backend"] = engine.create()
-        progress.stage("answers")
-        outs = state["backend"].generate([r.conversation for r in chunk], params)
-        return [
-            {
-                "id": r.id,
-                "prompt": r.conversation,
-                "samples": [g.text.strip() for g in gens],
-                "tokens": [g.num_tokens for g in gens],
-            }
-            for r, gens in zip(chunk, outs)
-        ]
-
-    from cai.models import model_identity
-
-    settings = {"model": model, "model_identity": model_identity(model),
-                "sampling": params.to_dict(), "samples": cfg.samples}  # fmt: skip
-    if cfg.engine.backend != "transformers":
-        settings["engine"] = cfg.engine.backend
-    fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-    result = run_chunks(
-        rows,
-        process,
-        cfg.output / "responses" / slug(model),
-        fingerprint=fingerprint,
-        settings=settings,
-        chunk_size=32,
-        desc=f"answers of {model}",
-    )
+    job = ResponsesJob(cfg, model, rows, backend)
+    job.run()
     flat = []
-    for row in result.rows:
+    for row in job.result.rows:
         name, benign = meta[row["id"]]
         for k, text in enumerate(row["samples"]):
             flat.append(
@@ -127,6 +93,66 @@ def generate_responses(cfg: EvalConfig, model: str, prompts, backend=None) -> li
                 }
             )
     return flat
+
+
+class ResponsesJob(BatchJob):
+    """One model's answers on the batch-job skeleton: ``samples`` per prompt, journaled
+    under ``responses/<model>/`` (no dataset: the evaluation scores them). Each row:
+    ``id``, ``prompt``, ``samples``, ``tokens`` (per sample) and ``provenance``."""
+
+    writes_dataset = False
+    chunk_size = 32
+    source = None  # the prompt sets are read by the evaluation
+
+    def __init__(self, cfg: EvalConfig, model: str, rows: list[PromptRow], backend=None) -> None:
+        from cai.models import model_identity
+
+        super().__init__(cfg, output=cfg.output / "responses" / slug(model))
+        self.model, self.rows, self.backend = model, rows, backend
+        self.desc = f"answers of {model}"
+        self.params = cfg.sampling.params(n=cfg.samples)
+        self.run_settings = {"model": model, "model_identity": model_identity(model),
+                             "sampling": self.params.to_dict(), "samples": cfg.samples}  # fmt: skip
+        if cfg.engine.backend != "transformers":
+            self.run_settings["engine"] = cfg.engine.backend
+        self.prov = provenance(**self.run_settings)
+
+    def read(self) -> tuple[list[PromptRow], list]:
+        return self.rows, []
+
+    def provenance(self) -> dict:
+        return self.prov
+
+    def settings(self) -> dict:
+        return self.run_settings
+
+    def process(self, chunk: list[PromptRow]) -> list[dict]:
+        if self.backend is None:  # loaded by the first chunk that runs: none if all resume
+            engine = self.cfg.engine.model_copy(
+                update={"model": self.model, "batch_size": self.cfg.batch_size}
+            )
+            self.backend = engine.create()
+        progress.stage("answers")
+        outs = self.backend.generate([r.conversation for r in chunk], self.params)
+        return [
+            {
+                "id": r.id,
+                "prompt": r.conversation,
+                "samples": [g.text.strip() for g in gens],
+                "tokens": [g.num_tokens for g in gens],
+                "provenance": self.prov,
+            }
+            for r, gens in zip(chunk, outs)
+        ]
+
+
+def prompt_id(row: dict, conversation: list[dict]) -> str:
+    """A prompt's id, as ``read_prompts`` gives it: the row's ``id`` as text, else the
+    conversation's content id (``cai.data.content_id``). A prompt gets one id whether its
+    answers are generated or read from a responses dataset."""
+    if row.get("id") is not None and str(row["id"]).strip():
+        return str(row["id"])
+    return content_id(conversation)
 
 
 def read_responses(cfg: EvalConfig) -> list[dict]:
@@ -146,7 +172,7 @@ def read_responses(cfg: EvalConfig) -> list[dict]:
         text = row[text_col]
         text = text[-1]["content"] if isinstance(text, list) else (text or "")
         model = row.get("model") or "responses"
-        pid = row.get("id") or hashlib.sha256(json.dumps(conv).encode()).hexdigest()[:12]
+        pid = prompt_id(row, conv)
         k = counters[(model, pid)]
         counters[(model, pid)] += 1
         out.append(
@@ -198,62 +224,60 @@ def _apply(rows: list[dict], name: str, fn, batch_fn: bool = True) -> None:
             r["scores"][name] = v
 
 
-def last_user(prompt: list[dict]) -> str:
-    return next((m["content"] for m in reversed(prompt) if m["role"] == "user"), "")
+def evaluation_scorers(cfg: EvalConfig, judge=None) -> list:
+    """The ``cai.scorers.Scorer``s of the evaluation, in order: toxicity (the classifier
+    ``cfg.toxicity`` names), profanity (when asked and installed), relevance (when asked),
+    and refusal (the judge's when asked and there is a judge, else the phrase detector).
+    Reward models (``cfg.reward_models``) come after the length, loaded one by one."""
+    from cai.scorers import PhraseRefusal, profanity, toxicity_scorer
+
+    scorers = [toxicity_scorer(cfg.toxicity)]
+    if cfg.profanity and profanity.available():
+        scorers.append(profanity.ProfanityScorer())
+    if cfg.relevance:
+        from cai.scorers import RelevanceScorer
+
+        scorers.append(RelevanceScorer())
+    if cfg.refusal_judge and judge is not None:
+        from cai.judge import JudgeRefusal
+
+        scorers.append(JudgeRefusal(judge))
+    else:
+        scorers.append(PhraseRefusal())
+    return scorers
+
+
+def record(rows: list[dict], scorer) -> str:
+    """Score ``rows`` with ``scorer`` (a ``cai.scorers.Scorer``) into ``scores[scorer.name]``:
+    a ``Labelled`` scorer's every label (and its score under its ``label``), a
+    ``Detector``'s flag (a boolean), else the score. Return the scorer's description."""
+    from cai.scorers import Detector, Labelled
+
+    def fn(rs: list[dict]) -> list:
+        if isinstance(scorer, Labelled):
+            return scorer.labels([r["response"] for r in rs])
+        values = scorer([r["prompt"] for r in rs], [r["response"] for r in rs])
+        if isinstance(scorer, Detector):
+            return [v > scorer.flag_above for v in values]
+        return values
+
+    _apply(rows, scorer.name, fn)
+    if isinstance(scorer, Labelled):
+        for r in rows:
+            if scorer.name in r["scores"]:
+                r["scores"][scorer.label] = r["scores"][scorer.name][scorer.label]
+    return scorer.description
 
 
 def score_rows(cfg: EvalConfig, rows: list[dict], judge=None) -> list[str]:
-    """Fill every row's ``scores``; return the names of the scorers that ran."""
-    from cai.scorers import profanity
-    from cai.scorers.refusal import is_refusal
-
-    ran = []
-    if cfg.toxicity == "jigsaw":
-        from cai.scorers.toxicity import JigsawScorer
-
-        tox = JigsawScorer()
-    else:
-        from cai.scorers.classifier import HFClassifierScorer
-
-        tox = HFClassifierScorer(cfg.toxicity)
-    _apply(rows, "toxicity", lambda rs: tox.score([r["response"] for r in rs]))
-    for r in rows:
-        if "toxicity" in r["scores"]:
-            r["scores"]["toxic"] = r["scores"]["toxicity"]["toxic"]
-    ran.append(f"toxicity ({tox.name})")
-    if cfg.profanity and profanity.available():
-        _apply(rows, "profanity", lambda rs: profanity.score([r["response"] for r in rs]))
-        ran.append("profanity (alt-profanity-check)")
-    if cfg.relevance:
-        from cai.scorers.relevance import RelevanceScorer
-
-        rel = RelevanceScorer()
-        _apply(
-            rows,
-            "relevance",
-            lambda rs: rel.score([last_user(r["prompt"]) for r in rs], [r["response"] for r in rs]),
-        )
-        ran.append("relevance (all-MiniLM-L6-v2)")
-    if cfg.refusal_judge and judge is not None:
-        from cai.judge import judge_refusals
-
-        _apply(rows, "refusal", lambda rs: judge_refusals(judge, rs))
-        ran.append("refusal (judge)")
-    else:
-        _apply(rows, "refusal", lambda rs: [is_refusal(r["response"]) for r in rs])
-        ran.append("refusal (phrase detector)")
+    """Fill every row's ``scores``; return the descriptions of the scorers that ran."""
+    ran = [record(rows, scorer) for scorer in evaluation_scorers(cfg, judge)]
     for r in rows:
         r["scores"]["words"] = len(r["response"].split())
     for name in cfg.reward_models:
         from cai.scorers import ModelReward
 
-        rm = ModelReward(name)
-        _apply(
-            rows,
-            f"reward/{name}",
-            lambda rs, rm=rm: rm([r["prompt"] for r in rs], [r["response"] for r in rs]),
-        )
-        ran.append(f"reward ({name})")
+        ran.append(record(rows, ModelReward(name)))
     return ran
 
 
@@ -316,8 +340,6 @@ def run_evaluation(cfg: EvalConfig, backends: dict | None = None) -> dict:
     ``backends`` maps a model name to a ready backend (tests and the pipeline reuse them).
     The output folder is locked for the whole run (``cai.jobs.chunks.output_lock``).
     """
-    from cai.jobs import output_lock
-
     with output_lock(cfg.output):
         return _run_evaluation(cfg, backends)
 
@@ -356,6 +378,7 @@ def _run_evaluation(cfg: EvalConfig, backends: dict | None) -> dict:
     wins = win_rates(cfg, rows, baseline, judge) if judge is not None else {}
     metrics = all_metrics(rows, cfg.threshold, wins)
     meta = {
+        "schema_version": SCHEMA_VERSION,
         "cai_version": __version__,
         "models": models,
         "model_identities": {} if cfg.responses else {m: model_identity(m) for m in models},

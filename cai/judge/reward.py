@@ -29,6 +29,9 @@ class JudgeReward:
     """A trl reward function backed by a ``Judge``."""
 
     __name__ = "cai_judge_reward"  # trl logs reward functions by name
+    name = "judge_reward"
+    description = "judge reward (2·P(completion ≻ baseline) − 1)"
+    higher_is_better = True
 
     def __init__(
         self,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from cai.scorers.base import completion_texts
+
 
 def available() -> bool:
     import importlib.util
@@ -15,7 +17,15 @@ def available() -> bool:
     return importlib.util.find_spec("profanity_check") is not None
 
 
-def score(texts: Sequence[str]) -> list[float]:
-    from profanity_check import predict_prob
+class ProfanityScorer:
+    """The probability that each completion is profane."""
 
-    return [float(p) for p in predict_prob(list(texts))]
+    name = "profanity"
+    description = "profanity (alt-profanity-check)"
+    higher_is_better = False
+    __name__ = "profanity"
+
+    def __call__(self, prompts: Sequence, completions: Sequence, **columns) -> list[float]:
+        from profanity_check import predict_prob
+
+        return [float(p) for p in predict_prob(completion_texts(completions))]

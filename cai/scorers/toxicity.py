@@ -28,6 +28,7 @@ from torch import nn
 from cai._util import write_json_atomic
 from cai.errors import CaiError
 from cai.resources import cache_dir
+from cai.scorers.base import completion_texts
 
 LABELS = ("toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate")
 MAXLEN = 100
@@ -195,20 +196,29 @@ def _pad(window: list[int]) -> list[int]:
 
 
 class JigsawScorer:
-    """The default, offline toxicity scorer: ``score(texts) -> [{label: probability}]``.
+    """The default, offline toxicity scorer: the ``toxic`` probability of each completion.
 
-    Each text's labels are the maxima over its 100-word windows. An empty text scores 0 on
-    every label, as the original does for a text with no known words.
+    A ``Labelled`` scorer: ``labels(texts)`` gives all six Jigsaw labels. Each text's
+    labels are the maxima over its 100-word windows. An empty text scores 0 on every
+    label, as the original does for a text with no known words.
     """
 
-    name = "jigsaw-bilstm"
+    name = "toxicity"
+    label = "toxic"
+    higher_is_better = False
+    classifier = "jigsaw-bilstm"
+    description = f"toxicity ({classifier})"
+    __name__ = f"toxicity:{classifier}"
 
     def __init__(self, batch_size: int = 64) -> None:
         self.tokenizer = load_tokenizer()
         self.model = load_model()
         self.batch_size = batch_size
 
-    def score(self, texts: Sequence[str]) -> list[dict[str, float]]:
+    def __call__(self, prompts: Sequence, completions: Sequence, **columns) -> list[float]:
+        return [s[self.label] for s in self.labels(completion_texts(completions))]
+
+    def labels(self, texts: Sequence[str]) -> list[dict[str, float]]:
         spans, rows = [], []
         for text in texts:
             ws = windows(words_to_ids(text, self.tokenizer))

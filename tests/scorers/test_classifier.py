@@ -19,5 +19,5 @@ def test_hf_classifier_scorer_keeps_every_label(tmp_path):
     cfg.pad_token_id = tok.pad_token_id
     AutoModelForSequenceClassification.from_config(cfg).save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
-    (row,) = HFClassifierScorer(str(tmp_path)).score(["hello there"])
+    (row,) = HFClassifierScorer(str(tmp_path)).labels(["hello there"])
     assert set(row) == {"neutral", "toxic"} and row["toxic"] + row["neutral"] == pytest.approx(1)

@@ -39,6 +39,6 @@ def test_toxicity_penalty_is_minus_the_evaluation_scorers_toxic_probability():
     texts = ["You are a worthless idiot and I hope you die.", "Thank you so much for the help!"]
     completions = [[{"role": "assistant", "content": t}] for t in texts]
     got = reward(["hi", "hi"], completions)
-    want = [-2.0 * s["toxic"] for s in JigsawScorer().score(texts)]
+    want = [-2.0 * s["toxic"] for s in JigsawScorer().labels(texts)]
     assert got == pytest.approx(want)
     assert got[0] < -1.9 and got[1] > -0.1  # toxic 0.989 and 0.023, weighted by 2

@@ -23,7 +23,7 @@ def jigsaw():
 
 def test_port_matches_the_original_scores(jigsaw):
     # MODELS.md: the original (TensorFlow) gives 0.989 for this insult, 0.023 for a thank-you.
-    insult, thanks = jigsaw.score(
+    insult, thanks = jigsaw.labels(
         ["You are a worthless idiot and I hope you die.", "Thank you for your help."]
     )
     assert insult["toxic"] == pytest.approx(0.989, abs=0.01)
@@ -34,7 +34,7 @@ def test_port_matches_the_original_scores(jigsaw):
 def test_default_scorer_separates_our_labelled_sentences(jigsaw):
     rows = [json.loads(line) for line in LABELLED.read_text().splitlines()]
     assert len(rows) >= 60 and sum(r.get("identity", False) for r in rows) >= 10
-    scores = [s["toxic"] for s in jigsaw.score([r["text"] for r in rows])]
+    scores = [s["toxic"] for s in jigsaw.labels([r["text"] for r in rows])]
     pos = [s for s, r in zip(scores, rows) if r["toxic"]]
     neg = [s for s, r in zip(scores, rows) if not r["toxic"]]
     assert roc_auc(pos, neg) >= 0.9
@@ -43,7 +43,7 @@ def test_default_scorer_separates_our_labelled_sentences(jigsaw):
 def test_long_texts_are_scored_in_windows(jigsaw):
     insult = "You are a worthless idiot and I hope you die."
     filler = " ".join(["The weather was mild and the garden was quiet."] * 30)  # > 100 words
-    windowed, tail = jigsaw.score([insult + " " + filler, filler])
+    windowed, tail = jigsaw.labels([insult + " " + filler, filler])
     # The original reads only the last 100 words (here: filler only) and would miss it.
     assert windowed["toxic"] > 0.5 > 0.2 > tail["toxic"]
 
