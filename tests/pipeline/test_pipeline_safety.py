@@ -252,7 +252,7 @@ def test_judge_samples_and_judges_again_when_its_model_is_retrained_in_place(tmp
 
 @pytest.mark.hostile("SFT retrained, then judge and evaluate rerun: evaluate")
 def test_evaluate_answers_again_when_a_model_is_retrained_in_place(tmp_path, monkeypatch):
-    import cai.jobs
+    import cai.jobs.job
     from cai.config import EvalConfig, SamplingConfig
     from cai.evaluate.run import generate_responses, load_prompt_sets
 
@@ -261,13 +261,13 @@ def test_evaluate_answers_again_when_a_model_is_retrained_in_place(tmp_path, mon
                      output=tmp_path / "eval", batch_size=4,
                      sampling=SamplingConfig(max_new_tokens=4))  # fmt: skip
     results = []
-    run_chunks = cai.jobs.run_chunks
+    run_chunks = cai.jobs.job.run_chunks  # the batch-job skeleton's call
 
     def recording(*args, **kwargs):
         results.append(run_chunks(*args, **kwargs))
         return results[-1]
 
-    monkeypatch.setattr(cai.jobs, "run_chunks", recording)
+    monkeypatch.setattr(cai.jobs.job, "run_chunks", recording)
     prompts = load_prompt_sets(cfg)
     generate_responses(cfg, str(m), prompts)
     generate_responses(cfg, str(m), prompts)
