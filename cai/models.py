@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from cai._util import write_json_atomic
+from cai._util import canonical_hash, write_json_atomic
 from cai.errors import CaiError
 from cai.resources import cache_dir
 
@@ -267,8 +267,7 @@ def model_identity(name: str) -> str:
         config_hash = hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else ""
     except (OSError, ValueError) as e:
         raise CaiError(f"model folder {name}: cannot read it ({e})") from None
-    blob = json.dumps([sig, config_hash]).encode()
-    return "folder:" + hashlib.sha256(blob).hexdigest()[:16]
+    return "folder:" + canonical_hash([sig, config_hash], 16)
 
 
 def write_identity(folder: Path, identity: str) -> None:

@@ -29,7 +29,6 @@ YAML gives it, the line.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -44,6 +43,7 @@ from pydantic import (
     model_validator,
 )
 
+from cai._util import canonical_hash
 from cai.errors import CaiError
 from cai.resources import data_dir
 
@@ -137,8 +137,7 @@ class Constitution(_Strict):
     @property
     def content_hash(self) -> str:
         """sha256 of the canonical JSON of the constitution; recorded in every output."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return canonical_hash(self.model_dump(mode="json"))
 
     def principle(self, pid: str) -> Principle:
         for p in self.principles:

@@ -34,7 +34,6 @@ its other columns (all but the prompt column and ``id``) kept JSON-safe in ``ext
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import os
@@ -47,7 +46,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from cai._util import write_text_atomic
+from cai._util import canonical_hash, write_text_atomic
 from cai.data.messages import BadRow, to_conversation
 from cai.errors import CaiError
 
@@ -164,9 +163,8 @@ def read_table(source: str, *, split: str | None = None, limit: int | None = Non
 
 
 def content_id(conversation: list[dict]) -> str:
-    """``"p-"`` + the first 12 hex digits of the sha256 of the conversation's canonical JSON."""
-    canon = json.dumps(conversation, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return "p-" + hashlib.sha256(canon.encode("utf-8")).hexdigest()[:12]
+    """``"p-"`` + the first 12 hex digits of the conversation's ``canonical_hash``."""
+    return "p-" + canonical_hash(conversation, 12)
 
 
 def split_over_budget(

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -16,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from cai._util import bootstrap_ci
+from cai._util import bootstrap_ci, canonical_hash
 from cai._util.plots import new_figure, save_png
 from cai.data import to_conversation
 from cai.errors import CaiError
@@ -116,8 +115,8 @@ def _parse_row(row: Any) -> GoldPair:
             "expected HHH columns (prompt, corrects, incorrects, text_correct, text_incorrect) "
             f"or prompt + chosen + rejected; found {sorted(row)}"
         )
-    canon = json.dumps([conversation, correct, incorrect], ensure_ascii=False).encode("utf-8")
-    pair_id = "g-" + hashlib.sha256(canon).hexdigest()[:12] if row.get("id") is None else row["id"]
+    canon = [conversation, correct, incorrect]
+    pair_id = "g-" + canonical_hash(canon, 12) if row.get("id") is None else row["id"]
     verbatim = row["prompt"] if label else None  # only the HHH format has one
     return GoldPair(str(pair_id), conversation, correct, incorrect, verbatim, label)
 

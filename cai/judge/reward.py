@@ -12,10 +12,9 @@ answer, computed once per prompt and cached.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 
+from cai._util import canonical_hash
 from cai.backends.base import Backend, Conversation, SamplingParams
 from cai.config import RewardSpec
 from cai.data import as_messages, response_text
@@ -47,7 +46,7 @@ class JudgeReward:
 
     @staticmethod
     def _key(conv: Conversation) -> str:
-        return hashlib.sha256(json.dumps(conv, sort_keys=True).encode()).hexdigest()[:16]
+        return canonical_hash(conv, 16)
 
     def _baselines_for(self, convs: list[Conversation]) -> list[str]:
         missing = {self._key(c): c for c in convs if self._key(c) not in self.baselines}

@@ -9,7 +9,6 @@ whose trl settings are invalid, before any stage touches its folder.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from cai import __version__
+from cai._util import canonical_hash
 from cai.errors import CaiError
 from cai.models import model_identity
 from cai.pipeline.recipe import STAGES, Recipe
@@ -130,7 +130,7 @@ def plan(recipe: Recipe, source: str = "recipe") -> list[StagePlan]:
         }
         if hand := _hand_folders(cfg, recipe):
             blob["folders"] = hand
-        key = hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
+        key = canonical_hash(blob, 16)
         keys[name] = key
         folder = out(recipe, name)
         rec = read_stage(folder)
