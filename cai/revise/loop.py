@@ -37,7 +37,7 @@ from cai import __version__, progress
 from cai.backends.base import Backend, Conversation, Generation, SamplingParams
 from cai.constitution import Constitution, Principle, row_rng, sample_principle
 from cai.data import PromptRow, Reject, split_over_budget
-from cai.jobs import SCHEMA_VERSION, GenerationCache, cache_key, fingerprint
+from cai.jobs import SCHEMA_VERSION, GenerationCache, cache_key
 from cai.models import model_identity
 from cai.prompts import render, template_data, template_hash
 from cai.revise.cleaning import DEFAULT_STOPS, clean_generation, cut_stops, says_no_change
@@ -139,11 +139,6 @@ class Reviser:
             "few_shot": self.few_shot,
             "skip_unneeded": self.skip_unneeded,
         }
-
-    def fingerprint(self) -> str:
-        """Changes whenever anything that shapes the output changes (``cai.jobs.fingerprint``
-        of the provenance, which holds the constitution's hash)."""
-        return fingerprint(self.provenance())
 
     # ------------------------------------------------------------------ generation
 
