@@ -171,6 +171,17 @@ class SamplingConfig(CaiConfig):
 C = TypeVar("C", bound=BaseModel)
 
 
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A ``--config`` file as a mapping; a file that cannot be read is one ``CaiError``."""
+    try:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise CaiError(f"{path}: cannot read config: {e}") from None
+    if not isinstance(loaded, dict):
+        raise CaiError(f"{path}: a config file must be a YAML mapping")
+    return loaded
+
+
 def load_config(cls: type[C], path: Path | None = None, overrides: dict | None = None) -> C:
     """Build ``cls`` from its defaults, then the YAML at ``path``, then ``overrides``.
 
@@ -181,13 +192,7 @@ def load_config(cls: type[C], path: Path | None = None, overrides: dict | None =
     source = "command line"
     if path is not None:
         source = str(path)
-        try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise CaiError(f"{path}: cannot read config: {e}") from None
-        if not isinstance(loaded, dict):
-            raise CaiError(f"{path}: a config file must be a YAML mapping")
-        data = loaded
+        data = read_yaml(path)
     for key, value in (overrides or {}).items():
         if value is None:
             continue

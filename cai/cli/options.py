@@ -36,7 +36,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from cai.config import CaiConfig, first_error
+from cai.config import CaiConfig, first_error, read_yaml
 from cai.errors import CaiError
 
 SEP = "__"
@@ -367,17 +367,6 @@ def set_overrides(spec: ConfigFlags, items: list[str] | None) -> list[dict[str, 
         _put(data, path, value)
         out.append(data)
     return out
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    """A ``--config`` file as a mapping; a file that cannot be read is one ``CaiError``."""
-    try:
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise CaiError(f"{path}: cannot read config: {e}") from None
-    if not isinstance(loaded, dict):
-        raise CaiError(f"{path}: a config file must be a YAML mapping")
-    return loaded
 
 
 def build(spec: ConfigFlags, path: Path | None, layers: list[dict[str, Any]]) -> CaiConfig:
