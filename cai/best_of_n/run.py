@@ -92,12 +92,9 @@ class BestOfNJob(BatchJob):
         best = [r["reward"] for r in result.rows]
         mean_all = [sum(r["rewards"]) / len(r["rewards"]) for r in result.rows]
         return {
-            "rows": len(result.rows),
-            "rejected_rows": len(rejects),
-            "seconds": round(result.seconds, 2),
+            **super().summary(result, rejects),
             "mean_best_reward": round(sum(best) / len(best), 4),
             "mean_sample_reward": round(sum(mean_all) / len(mean_all), 4),
-            "resumed_rows": result.resumed,
         }
 
     def card(self, summary: dict) -> DatasetCard:

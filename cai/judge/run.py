@@ -331,13 +331,10 @@ class PreferencesJob(BatchJob):
         return self.job(chunk)
 
     def summary(self, result: JobResult, rejects: list[Reject]) -> dict:
-        summary = judge_summary(result.rows, self.job.judge, result.seconds, rejects)
-        summary.update(
-            resumed_rows=result.resumed,
-            processed_rows=result.processed,
-            changed_rows=result.changed,
-        )
-        return summary
+        return {
+            **super().summary(result, rejects),
+            **judge_summary(result.rows, self.job.judge, result.seconds, rejects),
+        }
 
     def splits(self, rows: list[dict], summary: dict) -> dict[str, list[dict]]:
         cfg = self.cfg

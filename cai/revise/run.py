@@ -116,13 +116,8 @@ class RevisionsJob(BatchJob):
         reviser = self.reviser
         gen_tokens = self.tokens()
         return {
-            "rows": len(result.rows),
-            "resumed_rows": result.resumed,
-            "processed_rows": result.processed,
-            "changed_rows": result.changed,
-            "rejected_rows": len(rejects),
+            **super().summary(result, rejects),
             "reject_reasons": dict(Counter(r.reason.split(":")[0] for r in rejects)),
-            "seconds": round(result.seconds, 2),
             "generated_tokens": gen_tokens,
             "tokens_per_second": round(gen_tokens / result.seconds, 2) if result.seconds else 0.0,
             "stages": {k: vars(v) for k, v in reviser.stats.items()},
