@@ -93,3 +93,20 @@ def prefers_text(good: str, bad: str = "Poison") -> Callable[[list[dict]], str]:
         return " (A)" if value(a) >= value(b) else " (B)"
 
     return prefer
+
+
+def save_tiny_classifier(folder) -> str:
+    """A two-label ("neutral", "toxic") sequence classifier on tiny-random, saved in ``folder``."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    from cai.models import resolve_model
+
+    path = resolve_model("tiny-random")
+    cfg = AutoConfig.from_pretrained(path)
+    cfg.num_labels, cfg.id2label = 2, {0: "neutral", 1: "toxic"}
+    cfg.label2id = {"neutral": 0, "toxic": 1}
+    tok = AutoTokenizer.from_pretrained(path)
+    cfg.pad_token_id = tok.pad_token_id
+    AutoModelForSequenceClassification.from_config(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)

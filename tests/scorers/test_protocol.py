@@ -37,20 +37,10 @@ TRL_EXTRAS = {  # what GRPOTrainer passes besides prompts and completions
 
 
 def _hf_classifier(folder):
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-
-    from cai.models import resolve_model
     from cai.scorers import toxicity_scorer
+    from tests.fakes import save_tiny_classifier
 
-    path = resolve_model("tiny-random")
-    cfg = AutoConfig.from_pretrained(path)
-    cfg.num_labels, cfg.id2label = 2, {0: "neutral", 1: "toxic"}
-    cfg.label2id = {"neutral": 0, "toxic": 1}
-    tok = AutoTokenizer.from_pretrained(path)
-    cfg.pad_token_id = tok.pad_token_id
-    AutoModelForSequenceClassification.from_config(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return toxicity_scorer(str(folder))
+    return toxicity_scorer(save_tiny_classifier(folder))
 
 
 def _judge(prefer):
