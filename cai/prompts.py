@@ -63,7 +63,13 @@ _HUGE_WIDTH = re.compile(r"\d{8,}")
 
 
 class TemplateData(dict):
-    """A dict already made plain by ``template_data``; ``render`` passes it through as is."""
+    """A dict already made plain by ``template_data``; ``render`` passes it through as is.
+
+    Its text size (for the output bound) is counted once, on first use: the constitution
+    is made plain once per run and then rendered into every prompt.
+    """
+
+    _size: int | None = None
 
 
 # --------------------------------------------------------------------------- plain data
@@ -103,6 +109,10 @@ def template_data(value: Any, _depth: int = 0) -> Any:
 def _text_size(value: Any) -> int:
     if isinstance(value, str):
         return len(value)
+    if isinstance(value, TemplateData):
+        if value._size is None:
+            value._size = sum(len(k) + _text_size(v) for k, v in value.items())
+        return value._size
     if isinstance(value, dict):
         return sum(len(k) + _text_size(v) for k, v in value.items())
     if isinstance(value, list):
