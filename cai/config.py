@@ -149,8 +149,12 @@ class SamplingConfig(CaiConfig):
     """0 means greedy."""
     top_p: float = Field(default=1.0, gt=0, le=1)
     """Nucleus sampling mass."""
+    min_p: float = Field(default=0.0, ge=0, lt=1)
+    """Min-p sampling: drop tokens less likely than min_p times the top token (after
+    temperature). 0 is off. Works with top_p; every backend applies it."""
     repetition_penalty: float = Field(default=1.2, gt=0)
-    """About 1.2 keeps small models such as SmolLM2 from looping."""
+    """Penalises tokens already generated in this answer (never the prompt's); 1.0 is off.
+    The vllm and openai backends cannot apply it and refuse any value other than 1.0."""
     stop: list[str] = []
     """Extra stop strings."""
     seed: int = 0
@@ -161,6 +165,7 @@ class SamplingConfig(CaiConfig):
             max_new_tokens=self.max_new_tokens,
             temperature=self.temperature,
             top_p=self.top_p,
+            min_p=self.min_p,
             repetition_penalty=self.repetition_penalty,
             stop=tuple(self.stop),
             seed=self.seed,

@@ -4,7 +4,8 @@ Stdlib only (``ThreadingHTTPServer`` on 127.0.0.1, a free port), run in a backgr
 thread. Endpoints:
 
 - ``POST /v1/chat/completions``: generation through ``backend.generate`` (n=1,
-  max_tokens, temperature, top_p, seed, stop, repetition_penalty), or, with
+  max_tokens, temperature, top_p, min_p, seed, stop, repetition_penalty: cai's meaning,
+  since the backend underneath is cai's), or, with
   ``logprobs``/``top_logprobs`` and ``max_tokens=1``, the next-token log-probs from one
   forward pass over ``backend.render(messages)``. Like vLLM, an open final assistant
   message is continued only with ``continue_final_message: true,
@@ -25,7 +26,8 @@ Fault injection: ``script`` is a list of actions consumed one per request (then 
 raw body contains ``text`` gets ``action`` every time, before the script is consumed
 (so a row whose prompt holds a marker fails at every turn while the others go through).
 ``requests`` counts requests, ``peak_in_flight`` the most answered at once,
-``auth_headers`` records each request's Authorization header.
+``auth_headers`` records each request's Authorization header and ``bodies`` each JSON
+request body (None if it was not JSON).
 
 Misbehaving 200 answers (the probe's hostile server):
 
@@ -75,6 +77,7 @@ class FakeOpenAIServer:
         self.peak_in_flight = 0
         self.paths: list[str] = []
         self.auth_headers: list[str | None] = []
+        self.bodies: list[dict | None] = []
         self._lock = threading.Lock()
         self._model_lock = threading.Lock()  # one forward pass or generate at a time
         self._stopping = threading.Event()
@@ -109,6 +112,10 @@ class FakeOpenAIServer:
             self.requests += 1
             self.paths.append(path)
             self.auth_headers.append(auth)
+            try:
+                self.bodies.append(json.loads(raw) if raw else None)
+            except ValueError:
+                self.bodies.append(None)
             for text, action in self.rules:
                 if text.encode() in raw:
                     return action
@@ -193,6 +200,7 @@ class FakeOpenAIServer:
             max_new_tokens=max_tokens,
             temperature=float(body.get("temperature", 1.0)),
             top_p=float(body.get("top_p", 1.0)),
+            min_p=float(body.get("min_p", 0.0)),
             repetition_penalty=float(body.get("repetition_penalty", 1.0)),
             stop=(stop,) if isinstance(stop, str) else tuple(stop),
             seed=body.get("seed"),

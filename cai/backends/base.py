@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Protocol, runtime_checkable
 
+from cai.errors import CaiError
+
 Conversation = list[dict[str, str]]
 
 
@@ -31,9 +33,16 @@ class SamplingParams:
     temperature: float = 0.7
     """0 means greedy decoding."""
     top_p: float = 1.0
-    """Nucleus sampling mass."""
+    """Nucleus sampling mass: keep the most likely tokens up to this much probability."""
+    min_p: float = 0.0
+    """Min-p sampling: drop tokens whose probability (after temperature) is below
+    ``min_p`` times the top token's. 0 turns it off; it may be combined with ``top_p``."""
     repetition_penalty: float = 1.0
-    """>1 discourages repeats; about 1.2 stops SmolLM2 from looping."""
+    """Penalises tokens already GENERATED in this answer, never the prompt's (CTRL-style:
+    such a token's logit is divided by the penalty if positive, else multiplied by it).
+    1.0 is off; >1 discourages repeats. Same meaning on every engine: the transformers
+    backend applies it itself; vLLM's and HTTP servers' own option counts the prompt too,
+    so those backends refuse a value other than 1.0 (use ``min_p``/``top_p`` there)."""
     stop: tuple[str, ...] = ()
     """Extra stop strings; the model's end-of-turn token always stops."""
     seed: int | None = 0
@@ -71,6 +80,17 @@ class Backend(Protocol):
     def score_options(
         self, conversations: list[Conversation], options: list[str]
     ) -> list[list[float]]: ...
+
+
+def refuse_repetition_penalty(params: SamplingParams, backend: str, theirs: str) -> None:
+    """Raise ``CaiError`` if ``params`` asks for a repetition penalty: ``backend`` cannot
+    apply cai's (generated tokens only), because its own option means ``theirs``."""
+    if params.repetition_penalty != 1.0:
+        raise CaiError(
+            f"repetition_penalty {params.repetition_penalty:g} is not supported by the "
+            f"{backend} backend: cai's counts only the answer's tokens, and {theirs}; set "
+            "repetition_penalty to 1.0 and use min_p or top_p, or use the transformers backend"
+        )
 
 
 def render_chat(tokenizer, conversation: Conversation) -> str:

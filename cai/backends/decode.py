@@ -15,6 +15,9 @@ What it does differently from ``model.generate``:
   seed and the row's tokens, so a row's text does not depend on which rows share its
   batch. Sampling is an inverse-CDF draw, not ``torch.multinomial``.
 - **Finished rows leave the batch** once a quarter of it is done.
+
+Sampling follows ``SamplingParams``: the repetition penalty counts the answer's own
+tokens only (never the prompt's), then temperature, then the top-p and min-p filters.
 """
 
 from __future__ import annotations
@@ -164,10 +167,7 @@ class Decoder:
         ids, mask = ids.to(dev), mask.to(dev)
         positions = (mask.cumsum(-1) - 1).clamp(min=0) + (p - own)
         vocab = self.model.get_output_embeddings().weight.shape[0]
-        seen = torch.zeros((b, vocab), dtype=torch.bool, device=dev)
-        if params.repetition_penalty != 1.0:
-            for r, prompt in enumerate(prompts):
-                seen[r, torch.tensor(sorted(set(prompt)), device=dev)] = True
+        seen = torch.zeros((b, vocab), dtype=torch.bool, device=dev)  # generated tokens only
         uniform = torch.stack(
             [torch.rand(max_new, generator=torch.Generator().manual_seed(sd)) for sd in seeds]
         ).to(dev)
@@ -231,21 +231,45 @@ class Decoder:
 
     @staticmethod
     def _sample(logits, seen, u, params: SamplingParams) -> torch.Tensor:
-        if params.repetition_penalty != 1.0:
-            pen = params.repetition_penalty
-            logits = torch.where(seen, torch.where(logits > 0, logits / pen, logits * pen), logits)
+        """One token per row: penalty, then temperature, then the min-p and top-p filters,
+        then an inverse-CDF draw with the row's uniform ``u``. Greedy ignores the filters."""
+        logits = penalize(logits, seen, params.repetition_penalty)
         if params.temperature <= 0:
             return logits.argmax(-1)
         probs = torch.softmax(logits / params.temperature, dim=-1)
-        if params.top_p < 1.0:
-            sorted_p, order = probs.sort(dim=-1, descending=True)
-            cum = sorted_p.cumsum(-1)
-            sorted_p = torch.where(cum - sorted_p >= params.top_p, 0.0, sorted_p)
-            cdf = sorted_p.cumsum(-1)
-            pick = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1)).clamp(
-                max=probs.shape[1] - 1
-            )
-            return order.gather(1, pick).squeeze(1)
+        probs = filter_probs(probs, params.top_p, params.min_p)
         cdf = probs.cumsum(-1)
-        pick = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1).contiguous())
+        draw = (u * cdf[:, -1]).unsqueeze(1).contiguous()
+        pick = torch.searchsorted(cdf, draw, right=True)  # never a zeroed token
         return pick.squeeze(1).clamp(max=probs.shape[1] - 1)
+
+
+def penalize(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL's repetition penalty on the ``seen`` tokens (a boolean mask like ``logits``):
+    a positive logit is divided by ``penalty``, any other multiplied by it."""
+    if penalty == 1.0:
+        return logits
+    hit = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(seen, hit, logits)
+
+
+def filter_probs(probs: torch.Tensor, top_p: float = 1.0, min_p: float = 0.0) -> torch.Tensor:
+    """Zero the tokens that top-p or min-p drops (each row of ``probs`` a distribution).
+
+    - top-p keeps the most likely tokens until their mass reaches ``top_p``;
+    - min-p drops a token whose probability is below ``min_p`` times its row's largest.
+
+    A token is kept if both keep it. Both are measured on ``probs`` as given, as
+    transformers does (top-p first; min-p is a ratio to the top token, the same after
+    top-p renormalises). The most likely token always stays. The result is not
+    renormalised: a CDF draw scales by its total.
+    """
+    out = probs
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        drop = (sorted_p.cumsum(-1) - sorted_p) >= top_p
+        out = out.scatter(1, order, torch.where(drop, 0.0, sorted_p))
+    if min_p > 0.0:
+        floor = min_p * probs.max(dim=-1, keepdim=True).values
+        out = torch.where(probs < floor, 0.0, out)
+    return out

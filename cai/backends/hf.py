@@ -1,7 +1,8 @@
 """The transformers backend: real batching on CPU or GPU, and option scoring by forward pass.
 
 Generation sorts conversations by length, left-pads each batch and calls ``generate``
-once per batch, with the model's chat template, stop strings and a seed. Option
+once per batch, with the model's chat template, stop strings and a seed. The repetition
+penalty counts the answer's tokens only, on both engines (``SamplingParams``). Option
 scoring never calls ``generate``: it is one forward pass over each batch of
 ``conversation + option`` sequences, keeping only the logits it needs.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
 from cai import progress
 from cai.backends.base import (
@@ -22,7 +23,7 @@ from cai.backends.base import (
     option_token_ids,
     render_chat,
 )
-from cai.backends.decode import Decoder, row_seed
+from cai.backends.decode import Decoder, penalize, row_seed
 from cai.models import resolve_model
 
 
@@ -46,6 +47,25 @@ class _TokenCounter:
 
     def end(self) -> None:
         pass
+
+
+class AnswerRepetitionPenalty(LogitsProcessor):
+    """cai's repetition penalty for ``generate``: only tokens after the first
+    ``prompt_len`` positions (the left-padded prompt, common to the batch) are penalised.
+
+    transformers' own ``repetition_penalty`` also penalises every prompt token.
+    """
+
+    def __init__(self, penalty: float, prompt_len: int) -> None:
+        self.penalty = penalty
+        self.prompt_len = prompt_len
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        answer = input_ids[:, self.prompt_len :]
+        seen = torch.zeros_like(scores, dtype=torch.bool)
+        if answer.shape[1]:
+            seen.scatter_(1, answer, True)
+        return penalize(scores, seen, self.penalty)
 
 
 class TransformersBackend:
@@ -192,6 +212,9 @@ class TransformersBackend:
         if params.seed is not None:
             torch.manual_seed(params.seed + b)
         sample = params.temperature > 0
+        processors = LogitsProcessorList()
+        if params.repetition_penalty != 1.0:  # ours: the answer's tokens only
+            processors.append(AnswerRepetitionPenalty(params.repetition_penalty, ids.shape[1]))
         out = self.model.generate(
             input_ids=ids,
             attention_mask=mask,
@@ -199,8 +222,10 @@ class TransformersBackend:
             do_sample=sample,
             temperature=params.temperature if sample else None,
             top_p=params.top_p if sample else None,
+            min_p=params.min_p if sample and params.min_p > 0 else None,
             top_k=None,
-            repetition_penalty=params.repetition_penalty,
+            repetition_penalty=1.0,  # never transformers' own: it counts the prompt
+            logits_processor=processors,
             stop_strings=list(params.stop) or None,
             tokenizer=self.tokenizer if params.stop else None,
             pad_token_id=self.pad_id,

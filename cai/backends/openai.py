@@ -23,6 +23,11 @@ Option scoring has two methods (``scoring=``):
   so their normalised probabilities, which is what a judge uses, are right. Options
   sharing that token score the same.
 
+Sampling: ``min_p`` is sent only when above 0 (vLLM and llama.cpp take it; the OpenAI
+API rejects unknown fields). No repetition penalty is ever sent, because servers differ
+on what it counts (see ``SamplingParams.repetition_penalty``): one other than 1.0 is a
+``CaiError`` before any request.
+
 An open final assistant message is continued with vLLM's extra fields
 ``continue_final_message`` and ``add_generation_prompt``; servers that reject unknown
 fields (OpenAI itself) then answer 400, which fails loudly rather than scoring wrongly.
@@ -63,6 +68,7 @@ from cai.backends.base import (
     Generation,
     SamplingParams,
     cut_at_stop,
+    refuse_repetition_penalty,
     render_chat,
 )
 from cai.errors import BackendError, CaiError
@@ -94,6 +100,11 @@ CHARS_PER_TOKEN = 64
 "length"): no tokenizer has tokens that long, so only a misbehaving server is cut."""
 ERROR_BODY_BYTES = 64 * 1024
 """Most bytes read of an error answer (4xx, 5xx): enough for its message."""
+HTTP_PENALTY = (
+    "a server's repetition_penalty has no single meaning (vLLM's counts every prompt "
+    "token, llama.cpp's a window of recent tokens including the prompt, OpenAI has none)"
+)
+"""Why the HTTP backend sends no repetition penalty (``refuse_repetition_penalty``)."""
 
 
 def _import_httpx() -> Any:
@@ -408,7 +419,14 @@ class OpenAIBackend:
     def generate(
         self, conversations: list[Conversation], params: SamplingParams
     ) -> list[list[Generation]]:
-        """``params.n`` answers per conversation, one request each (seed + i) for exact counts."""
+        """``params.n`` answers per conversation, one request each (seed + i) for exact counts.
+
+        Each body has ``max_tokens``, ``temperature``, ``top_p``, ``stop`` (at most
+        ``MAX_STOP``) and ``seed`` (unless None), and ``min_p`` only when above 0: vLLM and
+        llama.cpp take it, the OpenAI API rejects unknown fields. A ``repetition_penalty``
+        other than 1.0 is a ``CaiError`` before any request (see ``HTTP_PENALTY``).
+        """
+        refuse_repetition_penalty(params, "openai", HTTP_PENALTY)
         bodies = []
         for conv in conversations:
             for i in range(params.n):
@@ -423,8 +441,8 @@ class OpenAIBackend:
                     body["stop"] = list(params.stop[:MAX_STOP])
                 if params.seed is not None:
                     body["seed"] = params.seed + i
-                if params.repetition_penalty != 1.0:
-                    body["repetition_penalty"] = params.repetition_penalty
+                if params.min_p > 0:
+                    body["min_p"] = params.min_p
                 bodies.append(body)
         limit = params.max_new_tokens
 

@@ -11,6 +11,9 @@ transformers.
 - **Generation** is one ``LLM.generate`` call for the whole list: vLLM's scheduler does the
   batching. Each conversation gets its own seed, derived from the call's seed and its
   prompt tokens (``row_seed``), so an answer does not depend on what else is in the batch.
+- **Sampling**: ``min_p`` is vLLM's own option, with the same meaning. vLLM's
+  ``repetition_penalty`` penalises the prompt's tokens as well as the answer's, so it is
+  never sent: a ``repetition_penalty`` other than 1.0 is a ``CaiError`` before generating.
 - **Option scoring** asks for the prompt log-probabilities of ``conversation + option``
   and generates a single token, which is discarded. vLLM recomputes prompt log-probs
   rather than reading them from the prefix cache, so the scores are exact.
@@ -33,6 +36,7 @@ from cai.backends.base import (
     Generation,
     SamplingParams,
     option_token_ids,
+    refuse_repetition_penalty,
     render_chat,
 )
 from cai.backends.decode import row_seed
@@ -40,6 +44,8 @@ from cai.errors import CaiError
 from cai.models import resolve_model
 
 log = logging.getLogger("cai")
+
+VLLM_PENALTY = "vLLM's repetition_penalty also penalises every token of the prompt"
 
 
 def _import_vllm() -> Any:
@@ -176,12 +182,15 @@ class VLLMBackend:
         return [len(ids) for ids in self.encode(conversations)]
 
     def _sampling(self, params: SamplingParams, prompt: list[int]) -> Any:
+        """vLLM's sampling settings for one prompt. ``min_p`` is vLLM's own, with the same
+        meaning; its ``repetition_penalty`` counts prompt tokens too, so ours is refused."""
+        refuse_repetition_penalty(params, "vllm", VLLM_PENALTY)
         seed = None if params.seed is None else row_seed(params.seed, 0, prompt)
         return self._vllm.SamplingParams(
             n=params.n,
             temperature=params.temperature,
             top_p=params.top_p,
-            repetition_penalty=params.repetition_penalty,
+            min_p=params.min_p,
             max_tokens=params.max_new_tokens,
             stop=list(params.stop) or None,
             stop_token_ids=self._stop_ids,
@@ -221,6 +230,7 @@ class VLLMBackend:
     def generate(
         self, conversations: list[Conversation], params: SamplingParams
     ) -> list[list[Generation]]:
+        refuse_repetition_penalty(params, "vllm", VLLM_PENALTY)  # before any work
         if not conversations:
             return []
         prompts = self.encode(conversations)

@@ -170,3 +170,132 @@ def test_a_rows_sample_does_not_depend_on_its_batch(tiny_backend):
     with_others = tiny_backend.generate(CONVS, params)[1][0].text
     alone = tiny_backend.generate([CONVS[1]], params)[0][0].text
     assert with_others == alone
+
+
+# ---------------------------------------------------------------------- sampling semantics
+
+
+@pytest.fixture(scope="module")
+def hf_engine():
+    """The reference path: transformers' ``generate`` (engine="hf")."""
+    from cai.backends.hf import TransformersBackend
+
+    return TransformersBackend("tiny-random", batch_size=4, engine="hf")
+
+
+def _answer_ids(backend, convs, params) -> list[list[int]]:
+    """The generated token ids of each conversation, on the backend's own engine."""
+    batch = backend.encode(convs)
+    if backend.engine == "cai":
+        return backend._decode(batch, [0] * len(batch), params)
+    return backend._hf_generate(batch, params, 0)
+
+
+@pytest.mark.parametrize("engine", ["cai", "hf"])
+def test_repetition_penalty_spares_the_prompt_and_counts_the_answer(
+    tiny_backend, hf_engine, engine
+):
+    """tiny-random's greedy answer is "\\n" over and over; "\\n" is in every ChatML prompt.
+    Penalised, the first token is still "\\n" (the prompt counts for nothing), and then
+    no token comes twice (the answer's own tokens count)."""
+    backend = tiny_backend if engine == "cai" else hf_engine
+    greedy = SamplingParams(max_new_tokens=12, temperature=0)
+    plain = _answer_ids(backend, CONVS, greedy)
+    first = [row[0] for row in plain]
+    prompts = backend.encode(CONVS)
+    assert all(t in p for t, p in zip(first, prompts))  # the first token is a prompt token
+    assert all(len(set(row)) < len(row) for row in plain)  # unpenalised, it repeats
+    for penalty in (5.0, 1e6):
+        penalised = _answer_ids(backend, CONVS, replace(greedy, repetition_penalty=penalty))
+        assert [row[0] for row in penalised] == first
+        assert all(len(set(row)) == len(row) == 12 for row in penalised), penalised
+
+
+def test_engines_agree_on_greedy_with_a_large_penalty(tiny_backend, hf_engine):
+    params = SamplingParams(max_new_tokens=12, temperature=0, repetition_penalty=5.0)
+    convs = [[SYSTEM, *c[-1:]] for c in CONVS] + CONVS  # shared prefix and plain rows
+    assert _answer_ids(tiny_backend, convs, params) == _answer_ids(hf_engine, convs, params)
+    ours, theirs = tiny_backend.generate(convs, params), hf_engine.generate(convs, params)
+    assert [g[0].text for g in ours] == [g[0].text for g in theirs]
+
+
+@pytest.mark.parametrize("engine", ["cai", "hf"])
+def test_min_p_near_one_samples_the_greedy_answer(tiny_backend, hf_engine, engine):
+    """min_p=0.99 leaves only the top token, on both engines. (Unpenalised: tiny-random's
+    logits are so flat that, once its favourite token is penalised, near ties abound.)"""
+    backend = tiny_backend if engine == "cai" else hf_engine
+    greedy = SamplingParams(max_new_tokens=8, temperature=0)
+    sampled = replace(greedy, temperature=1.5, min_p=0.99, seed=5)
+    assert _answer_ids(backend, CONVS, sampled) == _answer_ids(backend, CONVS, greedy)
+    loose = _answer_ids(backend, CONVS, replace(sampled, min_p=0.0))
+    assert loose != _answer_ids(backend, CONVS, greedy)  # the sampling itself is not greedy
+
+
+PROBS = [0.10, 0.50, 0.05, 0.20, 0.15]
+"""A hand-made next-token distribution, not in order of probability."""
+U = torch.arange(1000, dtype=torch.float32) / 1000
+"""1000 evenly spread uniforms: the share of draws of each token is its kept mass."""
+
+
+def _draws(u=U, seen=None, **sampling) -> list[int]:
+    """``Decoder._sample`` of ``PROBS`` (as logits) once per uniform in ``u``."""
+    from cai.backends.decode import Decoder
+
+    logits = torch.tensor([PROBS]).log().expand(len(u), -1)
+    seen = torch.zeros_like(logits, dtype=torch.bool) if seen is None else seen
+    params = SamplingParams(**{"temperature": 1.0, **sampling})
+    return Decoder._sample(logits, seen, u, params).tolist()
+
+
+def _shares(draws: list[int]) -> dict[int, float]:
+    return {t: draws.count(t) / len(draws) for t in sorted(set(draws))}
+
+
+def test_min_p_drops_exactly_the_tokens_below_min_p_times_the_top():
+    from cai.backends.decode import filter_probs
+
+    probs = torch.tensor([PROBS])
+    kept = filter_probs(probs, min_p=0.25)  # floor 0.125: 0.10 and 0.05 go
+    assert kept[0].tolist() == pytest.approx([0.0, 0.50, 0.0, 0.20, 0.15])
+    assert filter_probs(probs, min_p=0.41)[0].tolist() == pytest.approx([0, 0.50, 0, 0, 0])
+    assert filter_probs(probs).tolist() == probs.tolist()  # off by default
+    shares = _shares(_draws(min_p=0.25))
+    assert shares.keys() == {1, 3, 4}  # the draws follow the kept mass, renormalised
+    assert shares == pytest.approx({1: 0.5 / 0.85, 3: 0.2 / 0.85, 4: 0.15 / 0.85}, abs=2e-3)
+    assert set(_draws()) == {0, 1, 2, 3, 4}
+
+
+def test_min_p_near_one_is_the_argmax_and_greedy_ignores_the_filters():
+    assert set(_draws(min_p=0.99)) == {1}
+    assert set(_draws(temperature=0.0, min_p=0.5, top_p=0.1)) == {1}
+    # min-p is measured after temperature: at temperature 5 the top token's lead shrinks
+    # (p ** 1/5), so 0.65 x top keeps 0.20, 0.15 and 0.10 too, but not 0.05
+    assert set(_draws(min_p=0.65)) == {1}
+    assert set(_draws(min_p=0.65, temperature=5.0)) == {0, 1, 3, 4}
+
+
+def test_top_p_and_min_p_together_keep_what_both_keep():
+    from cai.backends.decode import filter_probs
+
+    probs = torch.tensor([PROBS])
+    # top_p 0.6 keeps 0.50 and 0.20 (0.50 + 0.20 passes 0.6); min_p 0.25 keeps three
+    both = filter_probs(probs, top_p=0.6, min_p=0.25)
+    assert both[0].tolist() == pytest.approx([0, 0.50, 0, 0.20, 0])
+    # top_p 0.9 keeps four (0.85 before the 0.10); min_p 0.25 is the tighter one here
+    assert filter_probs(probs, top_p=0.9)[0].tolist() == pytest.approx([0.10, 0.5, 0, 0.2, 0.15])
+    both = filter_probs(probs, top_p=0.9, min_p=0.25)
+    assert both[0].tolist() == pytest.approx([0, 0.50, 0, 0.20, 0.15])
+    assert _shares(_draws(top_p=0.6, min_p=0.25)) == pytest.approx(
+        {1: 0.5 / 0.7, 3: 0.2 / 0.7}, abs=2e-3
+    )
+
+
+def test_penalty_comes_before_temperature_and_the_filters():
+    """The top token, once generated, is penalised: log(0.5) x 10 puts it far below the
+    rest, so min-p (measured after the penalty) drops it, and the argmax moves on."""
+    seen = torch.zeros((len(U), len(PROBS)), dtype=torch.bool)
+    seen[:, 1] = True
+    assert set(_draws(seen=seen, repetition_penalty=10.0, min_p=0.1)) == {0, 2, 3, 4}
+    assert set(_draws(seen=seen, repetition_penalty=10.0, min_p=0.99)) == {3}
+    assert set(_draws(seen=seen, repetition_penalty=10.0, temperature=0.0)) == {3}
+    assert set(_draws(repetition_penalty=10.0, temperature=0.0)) == {1}  # nothing seen

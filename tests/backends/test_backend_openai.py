@@ -64,10 +64,10 @@ def softmax(xs: list[float]) -> list[float]:
     "params",
     [
         SamplingParams(max_new_tokens=12, temperature=0.0),
-        SamplingParams(max_new_tokens=12, temperature=0.0, repetition_penalty=1.3),
+        SamplingParams(max_new_tokens=12, temperature=1.0, seed=5, min_p=0.2),
         SamplingParams(max_new_tokens=10, temperature=1.0, seed=7, n=2),
     ],
-    ids=["greedy", "greedy-penalty", "sampled-n2"],
+    ids=["greedy", "sampled-min-p", "sampled-n2"],
 )
 def test_generate_matches_transformers(hf, server, params):
     got = client(server.base_url).generate(CONVERSATIONS, params)
@@ -104,6 +104,33 @@ def test_more_stop_strings_than_the_api_takes(hf, server):
     stops = ("\x00a", "\x00b", "\x00c", "\x00d", fifth)
     got = client(server.base_url).generate([CONVERSATIONS[1]], replace(params, stop=stops))
     assert got[0][0].text == text[: text.index(fifth)] and got[0][0].finish_reason == "stop"
+
+
+def test_min_p_is_sent_only_when_on(hf, server):
+    """vLLM and llama.cpp take ``min_p``; the OpenAI API rejects unknown fields."""
+    off = SamplingParams(max_new_tokens=4, temperature=1.0, seed=2)
+    client(server.base_url).generate([CONVERSATIONS[0]], off)
+    assert "min_p" not in server.bodies[-1] and "repetition_penalty" not in server.bodies[-1]
+    on = replace(off, min_p=0.99)
+    got = client(server.base_url).generate([CONVERSATIONS[0]], on)[0][0]
+    assert server.bodies[-1]["min_p"] == 0.99
+    greedy = replace(off, temperature=0.0)  # min_p 0.99 keeps the top token only
+    assert got.text == hf.generate([CONVERSATIONS[0]], greedy)[0][0].text
+
+
+def test_repetition_penalty_is_refused_before_any_request(server):
+    """A server's repetition_penalty means something else (vLLM's counts the prompt)."""
+    params = SamplingParams(max_new_tokens=4, repetition_penalty=1.2)
+    with pytest.raises(CaiError) as err:
+        client(server.base_url).generate(CONVERSATIONS, params)
+    message = str(err.value)
+    assert server.requests == 0 and "\n" not in message
+    assert "repetition_penalty 1.2" in message and "prompt" in message
+    assert "set repetition_penalty to 1.0" in message and "min_p" in message
+    assert "transformers backend" in message
+    with pytest.raises(CaiError):
+        client(server.base_url).generate([], params)
+    assert server.requests == 0
 
 
 # ---------------------------------------------------------------------- scoring
@@ -301,7 +328,8 @@ def test_concurrent_chunks_write_every_row_once_with_the_same_answers(hf, tmp_pa
             cfg = load_config(ReviseConfig, overrides={
                 "prompts": "red-team", "limit": 7, "output": out, "no_cache": True,
                 "backend": {"backend": "openai", "model": MODEL, "base_url": [s.base_url]},
-                "sampling": {"max_new_tokens": 6, "seed": 3}, **job})  # fmt: skip
+                "sampling": {"max_new_tokens": 6, "seed": 3, "repetition_penalty": 1.0},
+                **job})  # fmt: skip
             run_revisions(cfg)
             peak = s.peak_in_flight
         rows, _ = RowJournal(out / "rows.jsonl").read()
