@@ -16,7 +16,8 @@ MODEL = "smollm2-135m"
 """SmolLM2's head_dim is 64, which vLLM's CPU attention supports (tiny-random's is not)."""
 ENGINE = {"enforce_eager": True, "max_model_len": 8192}
 """Eager mode starts in well under a minute on CPU; torch.compile takes minutes."""
-SAMPLING = {"max_new_tokens": 40, "seed": 7}
+SAMPLING = {"max_new_tokens": 40, "seed": 7, "repetition_penalty": 1.0}
+"""vLLM's repetition penalty counts the prompt, so the vllm and openai backends refuse one."""
 
 SERVE_ARGS = [
     "--dtype",

