@@ -253,10 +253,27 @@ class ReviseConfig(CaiConfig):
     """`sample`: one sampled principle per round. `all`: one round per principle, in order."""
     few_shot: bool = True
     """Put the constitution's worked examples before each critique (the paper's method)."""
+    few_shot_examples: int | None = Field(default=None, ge=1)
+    """Use at most this many of the worked examples, in file order (default: all)."""
+    critique_temperature: float | None = Field(default=None, ge=0)
+    """The critique stage's temperature (default: `temperature`); cooler critiques stay
+    on the answer."""
+    revision_temperature: float | None = Field(default=None, ge=0)
+    """The revision stage's temperature (default: `temperature`)."""
     skip_unneeded: bool = False
     """Skip a revision when the critique says nothing needs to change."""
     prompts_dir: Path | None = None
     """A folder whose templates override the shipped ones by name."""
+    quality: bool = True
+    """Score the finished rows (`cai quality`): fluency under `quality_reference`, changed,
+    echo, leak, loop, off-topic, toxicity and refusal before and after; the report goes into
+    run.json's summary and the dataset card, and each row gets a `quality` column."""
+    quality_gate: bool = False
+    """Drop rows that fail any quality check into rejects.jsonl, with their flags as the
+    reason (implies `quality`). The report is of all rows, before the gate."""
+    quality_reference: str = DEFAULT_MODEL
+    """The fixed reference model that scores fluency (fp32, plain decoding), whatever model
+    generated the text, so that figures compare across settings."""
     backend: BackendConfig = Field(default_factory=BackendConfig)
     """The model and engine."""
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
@@ -287,6 +304,21 @@ class ReviseConfig(CaiConfig):
     """Push the dataset to this Hub repo when done (token from HF_TOKEN or `hf auth login`)."""
     private: bool = False
     """Make the pushed Hub repo private."""
+
+
+class QualityConfig(CaiConfig):
+    """Settings of ``cai quality``: the quality report of a generate-revisions output."""
+
+    reference: str = DEFAULT_MODEL
+    """The fixed reference model that scores fluency (fp32, plain decoding)."""
+    constitution: str | None = None
+    """The constitution whose worked examples a revision must not copy (default: the
+    run's own, from its run.json)."""
+    batch_size: int = Field(default=16, ge=1)
+    """Texts per forward pass of the reference model."""
+    report: Path | None = None
+    """Where to write the report (JSON); default `quality.json` in the output folder, with
+    the per-row records in `quality_rows.jsonl` beside it."""
 
 
 class JudgeConfig(CaiConfig):

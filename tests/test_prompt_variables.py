@@ -61,7 +61,13 @@ def test_every_shipped_template_documents_variables_and_is_checked_here():
 
 
 def test_documented_variables_are_parsed_from_the_headers():
-    assert documented("revision") == ["principle", "constitution", "critique"]
+    assert documented("revision") == [
+        "principle",
+        "constitution",
+        "conversation",
+        "response",
+        "critique",
+    ]
     assert documented("compare_cot") == ["conversation", "question", "options", "labels"]
     assert documented("refusal") == ["conversation", "response"]
 

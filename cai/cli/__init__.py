@@ -22,6 +22,7 @@ from cai.cli import (
     models,
     pipeline,
     prompts,
+    quality,
     revisions,
     train,
 )
@@ -48,6 +49,7 @@ app.add_typer(prompts.app, name="prompts")
 app.add_typer(models.app, name="models")
 app.command("generate-revisions")(revisions.generate_revisions)
 app.command("merge")(revisions.merge)
+app.command("quality")(quality.quality)
 app.add_typer(judge.app, name="judge")
 app.add_typer(train.app, name="train")
 app.command("best-of-n")(best_of_n.best_of_n)

@@ -11,10 +11,11 @@
     run       ``run_chunks`` with the job's ``process``, under ``fingerprint(provenance,
               settings)``: resumable, content-keyed, failed rows to ``failed.jsonl``
     summary   the job's own numbers
+    gate      drop rows that fail the job's checks into the rejects (quality)
     write     split the rows, write the dataset and its card, ``finish_run``, push
 
 A job is a subclass that fills in its own parts: ``read``, ``prepare``, ``provenance``,
-``process``, ``summary`` and ``card`` (and ``screen``, ``splits``, ``tokens``, ``close``
+``process``, ``summary`` and ``card`` (and ``screen``, ``gate``, ``splits``, ``tokens``, ``close``
 where it needs them). Everything else is the same for every job.
 """
 
@@ -121,6 +122,11 @@ class BatchJob:
             scheme=getattr(cfg, "split_scheme", "default"),
         )
 
+    def gate(self, rows: list[dict], summary: dict) -> tuple[list[dict], list[Reject]]:
+        """The rows that go into the dataset, and rejects for the rest (a quality gate);
+        the summary is of every row, before the gate."""
+        return rows, []
+
     def card(self, summary: dict) -> DatasetCard:
         raise NotImplementedError
 
@@ -169,7 +175,11 @@ class BatchJob:
         summary = self.summary(result, rejects)
         if not self.writes_dataset:
             return summary
-        splits = self.splits(result.rows, summary)
+        rows, dropped = self.gate(result.rows, summary)
+        rejects = rejects + dropped
+        if not rows:  # the gate dropped every row
+            fail_without_rows(self.output, total, rejects)
+        splits = self.splits(rows, summary)
         write_dataset(self.output, splits, self.card(summary))
         finish_run(self.output, rejects, summary)
         if getattr(cfg, "push_to_hub", None):

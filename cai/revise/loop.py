@@ -64,6 +64,12 @@ class Reviser:
     principles: str = "sample"
     """``sample``: one sampled principle per round. ``all``: one round per principle, in order."""
     few_shot: bool = True
+    few_shot_examples: int | None = None
+    """Use at most this many of the constitution's worked examples (None: all)."""
+    critique_temperature: float | None = None
+    """The critique stage's temperature (None: ``params.temperature``)."""
+    revision_temperature: float | None = None
+    """The revision stage's temperature (None: ``params.temperature``)."""
     skip_unneeded: bool = False
     """Skip the revision when the critique says nothing needs to change."""
     prompts_dir: Path | None = None
@@ -84,31 +90,54 @@ class Reviser:
         self.prefix = self.system + (self.few_shot_block() if self.few_shot else [])
         self.stops = tuple(dict.fromkeys((*self.params.stop, *DEFAULT_STOPS)))
         self.params = SamplingParams(**{**self.params.to_dict(), "stop": self.stops, "n": 1})
+        self.stage_params = {
+            "initial": self.params,
+            "critique": self._with_temperature(self.critique_temperature),
+            "revision": self._with_temperature(self.revision_temperature),
+        }
+
+    def _with_temperature(self, temperature: float | None) -> SamplingParams:
+        if temperature is None:
+            return self.params
+        return SamplingParams(**{**self.params.to_dict(), "temperature": temperature})
 
     # ------------------------------------------------------------------ building prompts
 
-    def _request(self, template: str, principle: Principle, **variables: str) -> str:
-        """A request rendered with every variable its template documents: ``principle``
-        and ``constitution``, and for ``revision`` the ``critique`` it answers."""
+    def _request(
+        self,
+        template: str,
+        principle: Principle,
+        conversation: Conversation,
+        response: str,
+        **variables: str,
+    ) -> str:
+        """A request rendered with every variable its template documents: ``principle``,
+        ``constitution``, the ``conversation`` up to the user's last turn and the
+        ``response`` under critique, and for ``revision`` the ``critique`` it answers."""
         return render(
             template,
             self.prompts_dir,
             principle=template_data(principle),
             constitution=self._template_constitution,
+            conversation=[{"role": m["role"], "content": m["content"]} for m in conversation],
+            response=response,
             **variables,
         )
 
     def few_shot_block(self) -> Conversation:
         """The constitution's worked examples as chat turns, shared by every row."""
         block: Conversation = []
-        for ex in self.constitution.examples:
+        for ex in self.constitution.examples[: self.few_shot_examples]:
             crit, rev = self.constitution.example_requests(ex)
             p = Principle(id=ex.principle or "example", critique=crit, revision=rev)
-            block += ex.messages() + [
+            conv = ex.messages()
+            crit_req = self._request("critique", p, conv, ex.response)
+            rev_req = self._request("revision", p, conv, ex.response, critique=ex.critique)
+            block += conv + [
                 {"role": "assistant", "content": ex.response},
-                {"role": "user", "content": self._request("critique", p)},
+                {"role": "user", "content": crit_req},
                 {"role": "assistant", "content": ex.critique},
-                {"role": "user", "content": self._request("revision", p, critique=ex.critique)},
+                {"role": "user", "content": rev_req},
                 {"role": "assistant", "content": ex.revision},
             ]
         return block
@@ -131,12 +160,14 @@ class Reviser:
             "model_identity": self.model_identity,
             "backend": self.backend.name,
             "sampling": self.params.to_dict(),
+            "stage_temperatures": {k: v.temperature for k, v in self.stage_params.items()},
             "seed": self.params.seed,
             "constitution": {"name": c.name, "version": str(c.version), "hash": c.content_hash},
             "templates": {t: template_hash(t, self.prompts_dir) for t in ("critique", "revision")},
             "rounds": self.rounds,
             "principles": self.principles,
             "few_shot": self.few_shot,
+            "few_shot_examples": self.few_shot_examples,
             "skip_unneeded": self.skip_unneeded,
         }
 
@@ -148,7 +179,8 @@ class Reviser:
         """One batched call for every conversation that misses the cache."""
         progress.stage(stage)
         start = time.perf_counter()
-        settings = {k: v for k, v in self.params.to_dict().items() if k not in ("seed", "n")}
+        params = self.stage_params.get(stage, self.params)
+        settings = {k: v for k, v in params.to_dict().items() if k not in ("seed", "n")}
         keys = [
             cache_key(
                 backend=self.backend.name,
@@ -163,7 +195,7 @@ class Reviser:
         found = self.cache.get_many(keys)
         missing = [i for i, k in enumerate(keys) if k not in found]
         if missing:
-            outs = self.backend.generate([convs[i] for i in missing], self.params)
+            outs = self.backend.generate([convs[i] for i in missing], params)
             fresh = {keys[i]: out[0] for i, out in zip(missing, outs)}
             self.cache.put_many(fresh)
             found.update(fresh)
@@ -191,7 +223,10 @@ class Reviser:
                 + [{"role": "assistant", "content": latest[i]}]
                 for i in active
             }
-            creq = {i: self._request("critique", plans[i][rnd]) for i in active}
+            creq = {
+                i: self._request("critique", plans[i][rnd], rows[i].conversation, latest[i])
+                for i in active
+            }
             crit_convs = {i: base[i] + [{"role": "user", "content": creq[i]}] for i in active}
             crits = dict(
                 zip(
@@ -212,7 +247,13 @@ class Reviser:
                     "critique": critique,
                     "critique_raw": crits[i].text,
                     "no_change_needed": says_no_change(critique),
-                    "revision_request": self._request("revision", plans[i][rnd], critique=critique),
+                    "revision_request": self._request(
+                        "revision",
+                        plans[i][rnd],
+                        rows[i].conversation,
+                        latest[i],
+                        critique=critique,
+                    ),
                     "revision": latest[i],
                     "revision_raw": "",
                     "skipped": False,

@@ -7,6 +7,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from cai import progress
 from cai.config import ReviseConfig
 from cai.constitution import load_constitution
 from cai.data import DatasetCard, PromptRow, Reject, markdown_table, read_prompts
@@ -27,6 +28,9 @@ def build_reviser(cfg: ReviseConfig, backend=None) -> Reviser:
         rounds=cfg.rounds,
         principles=cfg.principles,
         few_shot=cfg.few_shot,
+        few_shot_examples=cfg.few_shot_examples,
+        critique_temperature=cfg.critique_temperature,
+        revision_temperature=cfg.revision_temperature,
         skip_unneeded=cfg.skip_unneeded,
         prompts_dir=cfg.prompts_dir,
         cache=cache,
@@ -91,6 +95,7 @@ class RevisionsJob(BatchJob):
         self.backend = backend
         self.reviser: Reviser | None = None
         self.prov: dict = {}
+        self.records: list[dict] = []
 
     def read(self) -> tuple[list[PromptRow], list[Reject]]:
         cfg = self.cfg
@@ -123,7 +128,33 @@ class RevisionsJob(BatchJob):
             "stages": {k: vars(v) for k, v in reviser.stats.items()},
             "principles": principle_stats(result.rows),
             "no_change_rate": _rate(result.rows),
+            **self.assess_quality(result.rows),
         }
+
+    def assess_quality(self, rows: list[dict]) -> dict:
+        """The quality report of every row (``cai.quality``), before any gate; each row
+        gets its own record as a ``quality`` column."""
+        cfg = self.cfg
+        if not (cfg.quality or cfg.quality_gate):
+            return {}
+        from cai.quality import Scorers, assess, example_texts
+
+        progress.stage("quality")
+        self.records, report = assess(
+            rows, Scorers.load(cfg.quality_reference), example_texts(self.reviser.constitution)
+        )
+        for row, rec in zip(rows, self.records):
+            row["quality"] = {k: v for k, v in rec.items() if k not in ("id", "principles")}
+        return {"quality": report}
+
+    def gate(self, rows: list[dict], summary: dict) -> tuple[list[dict], list[Reject]]:
+        if not self.cfg.quality_gate:
+            return rows, []
+        from cai.quality import gate
+
+        kept, dropped = gate(rows, self.records)
+        summary["quality"]["kept_rows"] = len(kept)
+        return kept, dropped
 
     def card(self, summary: dict) -> DatasetCard:
         return revision_card(self.cfg, self.reviser, self.prov, summary)
@@ -187,6 +218,7 @@ def revision_card(
                 ["principle", "rounds", "no-change rate", "mean length change (chars)"],
                 principle_rows,
             ),
+            **_quality_section(summary),
             "Skipped rows": (
                 f"{summary['rejected_rows']} input rows were skipped "
                 f"({', '.join(f'{k}: {v}' for k, v in reasons.items()) or 'none'}); "
@@ -226,6 +258,15 @@ def revision_card(
     )
 
 
+def _quality_section(summary: dict) -> dict[str, str]:
+    if "quality" not in summary:
+        return {}
+    from cai.quality import report_markdown
+
+    q = summary["quality"]
+    return {"Quality": report_markdown(q, q.get("kept_rows"))}
+
+
 def summary_lines(summary: dict, out_dir: Path) -> list[str]:
     """The short summary printed at the end of a run."""
     lines = [
@@ -243,4 +284,8 @@ def summary_lines(summary: dict, out_dir: Path) -> list[str]:
             f"  {p['principle']:<28} rounds {p['rounds']:>4}  no-change "
             f"{p['no_change_rate']:.0%}  length change {p['mean_length_change']:+.0f}"
         )
+    if "quality" in summary:
+        from cai.quality import report_lines
+
+        lines += report_lines(summary["quality"], summary["quality"].get("kept_rows"))
     return lines
