@@ -141,18 +141,23 @@ def _legacy_judge_model(data: Any) -> Any:
 
 
 class SamplingConfig(CaiConfig):
-    """Sampling settings; see ``cai.backends.base.SamplingParams``."""
+    """Sampling settings; see ``cai.backends.base.SamplingParams``.
+
+    A packaged model's family brings its own defaults (``cai.models.GENERATION_DEFAULTS``,
+    chosen by the revision-quality study). The order of precedence is: the command line,
+    then the YAML, then the model registry, then the defaults below. ``params(model=...)``
+    resolves it; provenance records the resolved values."""
 
     max_new_tokens: int = Field(default=256, ge=1)
     """Most tokens to generate per answer."""
     temperature: float = Field(default=0.7, ge=0)
     """0 means greedy."""
-    top_p: float = Field(default=1.0, gt=0, le=1)
-    """Nucleus sampling mass."""
+    top_p: float = Field(default=0.9, gt=0, le=1)
+    """Nucleus sampling mass (1.0 is off)."""
     min_p: float = Field(default=0.0, ge=0, lt=1)
     """Min-p sampling: drop tokens less likely than min_p times the top token (after
     temperature). 0 is off. Works with top_p; every backend applies it."""
-    repetition_penalty: float = Field(default=1.2, gt=0)
+    repetition_penalty: float = Field(default=1.0, gt=0)
     """Penalises tokens already generated in this answer (never the prompt's); 1.0 is off.
     The vllm and openai backends cannot apply it and refuse any value other than 1.0."""
     stop: list[str] = []
@@ -160,15 +165,35 @@ class SamplingConfig(CaiConfig):
     seed: int = 0
     """The run's seed."""
 
-    def params(self, n: int = 1) -> SamplingParams:
+    def registry_defaults(self, model: str | None, backend: str = "transformers") -> dict:
+        """The model registry's values for the fields the user did not set (in YAML or on
+        the command line). A penalty is left out on the vllm and openai backends, which
+        cannot apply it."""
+        from cai.models import generation_defaults
+
+        fields = type(self).model_fields
+        found = {
+            k: v
+            for k, v in generation_defaults(model).items()
+            if k in fields and k not in self.model_fields_set
+        }
+        if backend != "transformers":
+            found.pop("repetition_penalty", None)
+        return found
+
+    def params(
+        self, n: int = 1, model: str | None = None, backend: str = "transformers"
+    ) -> SamplingParams:
+        """The resolved settings: given > YAML > ``model``'s registry defaults > defaults."""
+        values = {**self.model_dump(), **self.registry_defaults(model, backend)}
         return SamplingParams(
-            max_new_tokens=self.max_new_tokens,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            min_p=self.min_p,
-            repetition_penalty=self.repetition_penalty,
-            stop=tuple(self.stop),
-            seed=self.seed,
+            max_new_tokens=values["max_new_tokens"],
+            temperature=values["temperature"],
+            top_p=values["top_p"],
+            min_p=values["min_p"],
+            repetition_penalty=values["repetition_penalty"],
+            stop=tuple(values["stop"]),
+            seed=values["seed"],
             n=n,
         )
 

@@ -37,7 +37,9 @@ class BestOfNJob(BatchJob):
     def __init__(self, cfg: BestOfNConfig, reward_fn: RewardFn | None = None, backend=None):
         super().__init__(cfg)
         self.reward, self.policy = reward_fn, backend
-        self.params = cfg.sampling.params(n=cfg.n)
+        self.params = cfg.sampling.params(
+            n=cfg.n, model=cfg.policy.model, backend=cfg.policy.backend
+        )
         self.prov: dict = {}
 
     def read(self) -> tuple[list[PromptRow], list[Reject]]:

@@ -124,6 +124,7 @@ def constitution_try(
     from cai.config import SamplingConfig
     from cai.constitution import load_constitution
     from cai.data import PromptRow
+    from cai.models import generation_defaults
     from cai.revise import Reviser
 
     c = load_constitution(name)
@@ -132,7 +133,9 @@ def constitution_try(
     reviser = Reviser(
         backend=load_backend("transformers", model),
         constitution=c,
-        params=SamplingConfig(max_new_tokens=max_new_tokens, seed=seed).params(),
+        params=SamplingConfig(max_new_tokens=max_new_tokens, seed=seed).params(model=model),
+        critique_temperature=generation_defaults(model).get("critique_temperature"),
+        revision_temperature=generation_defaults(model).get("revision_temperature"),
         rounds=rounds,
         few_shot=few_shot,
         prompts_dir=prompts_dir,

@@ -60,7 +60,7 @@ def models_chat(
     )
     params = SamplingConfig(
         max_new_tokens=max_new_tokens, temperature=temperature, seed=seed
-    ).params()
+    ).params(model=cfg.model, backend=cfg.backend)
     conv = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": prompt}
     ]

@@ -110,7 +110,7 @@ class ResponsesJob(BatchJob):
         super().__init__(cfg, output=cfg.output / "responses" / slug(model))
         self.model, self.rows, self.backend = model, rows, backend
         self.desc = f"answers of {model}"
-        self.params = cfg.sampling.params(n=cfg.samples)
+        self.params = cfg.sampling.params(n=cfg.samples, model=model, backend=cfg.engine.backend)
         self.run_settings = {"model": model, "model_identity": model_identity(model),
                              "sampling": self.params.to_dict(), "samples": cfg.samples}  # fmt: skip
         if cfg.engine.backend != "transformers":

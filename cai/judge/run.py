@@ -82,7 +82,8 @@ def sample_candidates(cfg: JudgeConfig, rows: list[PromptRow], policy) -> list[l
     out: list[list[str]] = [[] for _ in rows]
     for i in range(k):
         t = lo + (hi - lo) * i / max(1, k - 1)
-        params = cfg.sampling.params()
+        engine = cfg.policy or cfg.judge
+        params = cfg.sampling.params(model=engine.model, backend=engine.backend)
         params = SamplingParams(**{**params.to_dict(), "temperature": t, "seed": params.seed + i})
         for j, gens in enumerate(policy.generate([r.conversation for r in rows], params)):
             out[j].append(gens[0].text.strip())

@@ -12,6 +12,7 @@ from cai.config import ReviseConfig
 from cai.constitution import load_constitution
 from cai.data import DatasetCard, PromptRow, Reject, markdown_table, read_prompts
 from cai.jobs import BatchJob, GenerationCache, JobResult, select_shard
+from cai.models import generation_defaults
 from cai.resources import cache_dir
 from cai.revise.loop import Reviser, principle_stats
 
@@ -24,17 +25,26 @@ def build_reviser(cfg: ReviseConfig, backend=None) -> Reviser:
     return Reviser(
         backend=backend or cfg.backend.create(),
         constitution=load_constitution(cfg.constitution),
-        params=cfg.sampling.params(),
+        params=cfg.sampling.params(model=cfg.backend.model, backend=cfg.backend.backend),
         rounds=cfg.rounds,
         principles=cfg.principles,
         few_shot=cfg.few_shot,
         few_shot_examples=cfg.few_shot_examples,
-        critique_temperature=cfg.critique_temperature,
-        revision_temperature=cfg.revision_temperature,
+        critique_temperature=stage_temperature(cfg, "critique"),
+        revision_temperature=stage_temperature(cfg, "revision"),
         skip_unneeded=cfg.skip_unneeded,
         prompts_dir=cfg.prompts_dir,
         cache=cache,
     )
+
+
+def stage_temperature(cfg: ReviseConfig, stage: str) -> float | None:
+    """A stage's temperature: given, else the model registry's (unless the temperature
+    itself was given, which then holds for every stage), else None (the temperature)."""
+    given = getattr(cfg, f"{stage}_temperature")
+    if given is not None or "temperature" in cfg.sampling.model_fields_set:
+        return given
+    return generation_defaults(cfg.backend.model).get(f"{stage}_temperature")
 
 
 def load_rows(cfg: ReviseConfig) -> tuple[list[PromptRow], list[Reject]]:

@@ -29,9 +29,13 @@ CONFIG_COMMANDS = {
     "judge calibrate",
     "evaluate",
     "best-of-n",
+    "quality",
     *(f"train {k}" for k in ("sft", "reward", "dpo", "ppo", "grpo", "rloo")),
 }
 
+
+ARGUMENTS = {"quality": ["out/revisions"]}
+"""A command's positional arguments, given before its options."""
 
 NEEDS = {"combine": ["--set", "rewards=[{kind: toxicity}, {kind: model, path: r}]"]}
 """What a field's validator needs set along with it (safety-switch takes two rewards)."""
@@ -128,7 +132,7 @@ def sample_value(path: tuple[str, ...], info, current: Any) -> Any:
 def base_argv(words: str, tmp_path: Path) -> list[str]:
     """The command's words, and a --config YAML that gives its required fields (calibrate's
     gold), so that the command line under test wins over them."""
-    argv = words.split()
+    argv = [*words.split(), *ARGUMENTS.get(words, [])]
     try:
         cls = type(config_from_argv(argv))
     except CaiError:  # a required field is missing: find the class with a placeholder
