@@ -64,6 +64,30 @@ SETTINGS: dict[str, tuple[str, dict]] = {
         "combination",
         {"sampling": {"repetition_penalty": 1.1}, "few_shot": False},
     ),
+    "combo-quote-penalty-1.2": (
+        "combination",
+        {
+            "sampling": {"repetition_penalty": 1.2},
+            "few_shot": False,
+            "prompts_dir": str(REPO / "benchmarks" / "study_prompts_quote"),
+        },
+    ),
+    "combo-quote-top-p-1.0": (
+        "combination",
+        {
+            "sampling": {"repetition_penalty": 1.1, "top_p": 1.0},
+            "few_shot": False,
+            "prompts_dir": str(REPO / "benchmarks" / "study_prompts_quote"),
+        },
+    ),
+    "combo-quote2": (
+        "combination",
+        {
+            "sampling": {"repetition_penalty": 1.1},
+            "few_shot": False,
+            "prompts_dir": str(REPO / "benchmarks" / "study_prompts_quote2"),
+        },
+    ),
     "combo-penalty-no-examples-quote": (
         "combination",
         {
@@ -107,6 +131,25 @@ def row_of(name: str, variable: str, settings: dict, summary: dict) -> dict:
         "tok_s": summary["tokens_per_second"],
         "seconds": summary["seconds"],
     }
+
+
+def record(row: dict) -> list[dict]:
+    """Add ``row`` to the log (replacing an earlier run of the same name and settings),
+    re-reading it under a lock so that concurrent study processes keep each other's rows;
+    rewrite the table."""
+    import fcntl
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS / ".revision_study.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = [json.loads(x) for x in LOG.read_text().splitlines()] if LOG.is_file() else []
+        done = [d for d in done if not (d["name"] == row["name"] and d.get("key") == row["key"])]
+        done.append(row)
+        tmp = LOG.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(d) + "\n" for d in done))
+        tmp.replace(LOG)
+        write_table(done)
+    return done
 
 
 def fmt(v, spec=".2f"):
@@ -213,12 +256,8 @@ def main() -> None:
             wall_seconds=round(time.perf_counter() - start, 1),
             resolved_sampling=summary.get("resolved_sampling"),
         )
-        done = [d for d in done if not (d["name"] == run_name and d.get("key") == key)] + [row]
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        with LOG.open("w") as f:
-            f.writelines(json.dumps(d) + "\n" for d in done)
-        write_table(done)
-        print(json.dumps({k: row[k] for k in row if k not in ("settings", "key")}), flush=True)
+        done = record(row)
+        print(json.dumps(row), flush=True)
         if args.samples:
             print_samples(out, args.samples)
 

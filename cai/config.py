@@ -277,7 +277,8 @@ class ReviseConfig(CaiConfig):
     principles: Literal["sample", "all"] = "sample"
     """`sample`: one sampled principle per round. `all`: one round per principle, in order."""
     few_shot: bool = True
-    """Put the constitution's worked examples before each critique (the paper's method)."""
+    """Put the constitution's worked examples before each critique (the paper's method).
+    A model family may turn them off in the registry (small models copy them)."""
     few_shot_examples: int | None = Field(default=None, ge=1)
     """Use at most this many of the worked examples, in file order (default: all)."""
     critique_temperature: float | None = Field(default=None, ge=0)

@@ -265,16 +265,16 @@ def _hub_revision(repo_id: str) -> str | None:
         return None
 
 
-GENERATION_DEFAULTS: dict[str, dict[str, float]] = {
+GENERATION_DEFAULTS: dict[str, dict[str, float | bool]] = {
     "smollm2-135m": {},
     "qwen2.5-coder-0.5b": {},
     "qwen2.5-coder-1.5b": {},
 }
 """Generation settings per packaged model family, chosen by the revision-quality study
-(``benchmarks/revision_study.py``): keys are ``SamplingConfig`` fields and generate-revisions'
-``critique_temperature``/``revision_temperature``. They apply where neither the command
-line nor the YAML sets the field (command line > YAML > this registry > the global
-default), and provenance records the resolved values."""
+(``benchmarks/revision_study.py``): keys are ``SamplingConfig`` fields and
+generate-revisions' ``few_shot``, ``critique_temperature`` and ``revision_temperature``.
+They apply where neither the command line nor the YAML sets the field (command line >
+YAML > this registry > the global default), and provenance records the resolved values."""
 
 
 def packaged_base(name: str, depth: int = 4) -> str | None:
@@ -298,7 +298,7 @@ def packaged_base(name: str, depth: int = 4) -> str | None:
     return None
 
 
-def generation_defaults(name: str | None) -> dict[str, float]:
+def generation_defaults(name: str | None) -> dict[str, float | bool]:
     """The registry's generation settings for ``name``'s family (empty if none)."""
     base = packaged_base(name) if name else None
     return dict(GENERATION_DEFAULTS.get(base, {})) if base else {}

@@ -10,7 +10,13 @@ import pytest
 from cai import models
 from cai.config import ReviseConfig, SamplingConfig, load_config
 
-REGISTRY = {"top_p": 0.5, "min_p": 0.1, "repetition_penalty": 1.1, "critique_temperature": 0.2}
+REGISTRY = {
+    "top_p": 0.5,
+    "min_p": 0.1,
+    "repetition_penalty": 1.1,
+    "critique_temperature": 0.2,
+    "few_shot": False,
+}
 
 
 @pytest.fixture
@@ -54,8 +60,10 @@ def test_revisions_provenance_records_the_resolved_settings(registry, cai, tmp_p
     assert prov["sampling"]["min_p"] == 0.02 and prov["sampling"]["top_p"] == 0.5
     assert prov["stage_temperatures"]["critique"] == 0.2
     assert prov["stage_temperatures"]["revision"] == prov["sampling"]["temperature"]
-    res = cai(*args, tmp_path / "out2", "--temperature", "0.0")
+    assert prov["few_shot"] is False  # the registry's
+    res = cai(*args, tmp_path / "out2", "--temperature", "0.0", "--few-shot")
     assert res.code == 0, res.err
     row = json.loads((tmp_path / "out2" / "rows.jsonl").read_text().splitlines()[0])["row"]
+    assert row["provenance"]["few_shot"] is True  # given beats the registry
     assert row["provenance"]["stage_temperatures"] == {"initial": 0.0, "critique": 0.0,
                                                        "revision": 0.0}  # fmt: skip

@@ -28,23 +28,27 @@ def build_reviser(cfg: ReviseConfig, backend=None) -> Reviser:
         params=cfg.sampling.params(model=cfg.backend.model, backend=cfg.backend.backend),
         rounds=cfg.rounds,
         principles=cfg.principles,
-        few_shot=cfg.few_shot,
+        few_shot=revise_setting(cfg, "few_shot"),
         few_shot_examples=cfg.few_shot_examples,
-        critique_temperature=stage_temperature(cfg, "critique"),
-        revision_temperature=stage_temperature(cfg, "revision"),
+        critique_temperature=revise_setting(cfg, "critique_temperature"),
+        revision_temperature=revise_setting(cfg, "revision_temperature"),
         skip_unneeded=cfg.skip_unneeded,
         prompts_dir=cfg.prompts_dir,
         cache=cache,
     )
 
 
-def stage_temperature(cfg: ReviseConfig, stage: str) -> float | None:
-    """A stage's temperature: given, else the model registry's (unless the temperature
-    itself was given, which then holds for every stage), else None (the temperature)."""
-    given = getattr(cfg, f"{stage}_temperature")
-    if given is not None or "temperature" in cfg.sampling.model_fields_set:
-        return given
-    return generation_defaults(cfg.backend.model).get(f"{stage}_temperature")
+def revise_setting(cfg: ReviseConfig, field: str):
+    """A generate-revisions setting as resolved: given (command line or YAML), else the
+    model registry's (``cai.models.GENERATION_DEFAULTS``), else the field's default. A
+    given ``temperature`` holds for every stage, so then the registry's stage
+    temperatures are not used."""
+    value = getattr(cfg, field)
+    if field in cfg.model_fields_set:
+        return value
+    if field.endswith("_temperature") and "temperature" in cfg.sampling.model_fields_set:
+        return value
+    return generation_defaults(cfg.backend.model).get(field, value)
 
 
 def load_rows(cfg: ReviseConfig) -> tuple[list[PromptRow], list[Reject]]:
