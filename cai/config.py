@@ -159,7 +159,8 @@ class SamplingConfig(CaiConfig):
     temperature). 0 is off. Works with top_p; every backend applies it."""
     repetition_penalty: float = Field(default=1.0, gt=0)
     """Penalises tokens already generated in this answer (never the prompt's); 1.0 is off.
-    The vllm and openai backends cannot apply it and refuse any value other than 1.0."""
+    The vllm and openai backends cannot apply it and refuse any value other than 1.0.
+    A model family may set its own default (`cai models list` shows them)."""
     stop: list[str] = []
     """Extra stop strings."""
     seed: int = 0
@@ -278,7 +279,8 @@ class ReviseConfig(CaiConfig):
     """`sample`: one sampled principle per round. `all`: one round per principle, in order."""
     few_shot: bool = True
     """Put the constitution's worked examples before each critique (the paper's method).
-    A model family may turn them off in the registry (small models copy them)."""
+    A model family may turn them off by default (`cai models list`; small models copy
+    them)."""
     few_shot_examples: int | None = Field(default=None, ge=1)
     """Use at most this many of the worked examples, in file order (default: all)."""
     critique_temperature: float | None = Field(default=None, ge=0)

@@ -270,6 +270,8 @@ GENERATION_DEFAULTS: dict[str, dict[str, float | bool]] = {
     # tokens ends the loops and exact echoes of the critique, and without the worked
     # examples the critiques stop copying them (revisions passing every check: 8% -> 42%)
     "smollm2-135m": {"repetition_penalty": 1.1, "few_shot": False},
+    # Qwen2.5-Coder-0.5B: no setting of the study beat the global defaults (its revisions
+    # are bare refusals or echoes whatever the sampling); 1.5B: too slow here to study.
     "qwen2.5-coder-0.5b": {},
     "qwen2.5-coder-1.5b": {},
 }
@@ -356,6 +358,7 @@ def model_status() -> list[dict]:
                 "cached": (cached / MARKER).is_file(),
                 "path": str(cached),
                 "install": spec.install,
+                "generation_defaults": GENERATION_DEFAULTS.get(spec.name, {}),
             }
         )
     return rows

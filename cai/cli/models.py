@@ -23,6 +23,9 @@ def models_list() -> None:
         typer.echo(f"{row['name']:<20} {state:<18} {row['description']}")
         if not row["cached"]:
             typer.echo(f"{'':<20} needs: {row['install']}")
+        if row["generation_defaults"]:
+            shown = ", ".join(f"{k} {v}" for k, v in row["generation_defaults"].items())
+            typer.echo(f"{'':<20} generation defaults: {shown}")
 
 
 @app.command("prepare")
