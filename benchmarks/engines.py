@@ -54,7 +54,8 @@ SETUPS = ("naive", "swarm-16", "swarm-64", "cai-transformers", "cai-vllm",
           "cai-vllm-nocache", "cai-openai", "cai-openai-c4")  # fmt: skip
 CHUNKS = {"cai-openai-c4": {"chunk_size": 8, "concurrent_chunks": 4}}
 """Setups that split the rows into chunks in flight at once; the others run one chunk."""
-SAMPLING = {"temperature": 0.7, "repetition_penalty": 1.2}
+SAMPLING = {"temperature": 0.7, "top_p": 0.9, "repetition_penalty": 1.0}
+"""Sampling every engine can apply: vLLM and HTTP servers refuse an answer-only penalty."""
 ENGINE = {"enforce_eager": True, "max_model_len": 8192}
 
 
@@ -63,7 +64,8 @@ def config(
 ) -> ReviseConfig:
     sampling = {"max_new_tokens": args.max_new_tokens, "seed": args.seed, **SAMPLING}
     job = {"prompts": "red-team", "limit": n, "constitution": "harmless", "rounds": 1,
-           "output": out, "no_cache": True, "chunk_size": n, **(chunks or {})}  # fmt: skip
+           "output": out, "no_cache": True, "chunk_size": n, "quality": False,
+           **(chunks or {})}  # fmt: skip
     return load_config(ReviseConfig, overrides={**job, "backend": backend, "sampling": sampling})
 
 

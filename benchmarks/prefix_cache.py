@@ -36,7 +36,7 @@ def main() -> None:
 
     backend = load_backend("transformers", args.model, batch_size=args.rows)
     params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0.7, seed=0,
-                            repetition_penalty=1.2)  # fmt: skip
+                            repetition_penalty=1.1)  # fmt: skip
     reviser = Reviser(backend, load_constitution("harmless"), params)
     rows, _ = read_prompts("red-team", limit=args.rows)
     convs = [

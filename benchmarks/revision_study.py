@@ -35,8 +35,14 @@ STUDY_PROMPTS = REPO / "benchmarks" / "study_prompts"
 
 BASELINE: dict = {
     "sampling": {"temperature": 0.7, "top_p": 0.9, "min_p": 0.0, "repetition_penalty": 1.0},
+    "few_shot": True,
+    "prompts_dir": str(REPO / "benchmarks" / "study_prompts_original"),
 }
-"""The study's starting point: the issue's fluent setting (no penalty, top-p 0.9)."""
+"""The study's starting point: the issue's fluent setting (no penalty, top-p 0.9), the
+worked examples on, and the templates as they were before the study
+(``study_prompts_original``). Everything is pinned, so the registry's defaults and the
+shipped templates, which the study chose, do not change a rerun; ``--confirm defaults``
+runs the shipped defaults instead."""
 
 SETTINGS: dict[str, tuple[str, dict]] = {
     # name: (the variable studied, overrides of the baseline)
@@ -131,6 +137,16 @@ def row_of(name: str, variable: str, settings: dict, summary: dict) -> dict:
         "tok_s": summary["tokens_per_second"],
         "seconds": summary["seconds"],
     }
+
+
+def resolved_settings(out: Path) -> dict:
+    """The settings the run resolved (command line, registry, defaults), from a row's
+    provenance."""
+    from cai.quality.folder import read_revision_rows
+
+    prov = read_revision_rows(out)[0]["provenance"]
+    keys = ("sampling", "stage_temperatures", "few_shot", "few_shot_examples", "templates")
+    return {k: prov.get(k) for k in keys}
 
 
 def record(row: dict) -> list[dict]:
@@ -254,7 +270,7 @@ def main() -> None:
             prompts=f"{args.prompts}[:{args.limit}]",
             model=args.model,
             wall_seconds=round(time.perf_counter() - start, 1),
-            resolved_sampling=summary.get("resolved_sampling"),
+            resolved=resolved_settings(out),
         )
         done = record(row)
         print(json.dumps(row), flush=True)

@@ -40,14 +40,20 @@ from _common import machine_info, print_profile, profile_call, write_json  # noq
 SETUPS = ("naive", "cai")
 TARGET_RATIO = 4.0  # cai tok/s >= 4x the naive loop's, with and without few-shot
 TARGET_TOK_S = 150.0  # cai generated tok/s without few-shot
-SAMPLING = {"temperature": 0.7, "repetition_penalty": 1.2}
+SAMPLING = {"temperature": 0.7, "top_p": 0.9, "repetition_penalty": 1.1}  # SmolLM2's defaults
 
 
 def make_config(args: argparse.Namespace, few_shot: bool, out: Path, n: int) -> ReviseConfig:
     """The revision job both setups run: N red-team prompts, one round, no cache."""
     sampling = {"max_new_tokens": args.max_new_tokens, "seed": args.seed, **SAMPLING}
     job = {"prompts": "red-team", "limit": n, "constitution": "harmless", "rounds": 1}
-    job |= {"output": out, "few_shot": few_shot, "no_cache": True, "chunk_size": n}
+    job |= {
+        "output": out,
+        "few_shot": few_shot,
+        "no_cache": True,
+        "chunk_size": n,
+        "quality": False,
+    }  # timing the generation only
     backend = {"model": args.model, "batch_size": args.batch_size}
     return load_config(ReviseConfig, overrides={**job, "backend": backend, "sampling": sampling})
 

@@ -123,7 +123,7 @@ def main() -> None:
 
     sizes = [int(s) for s in args.batch_sizes.split(",") if s.strip()]
     params = SamplingParams(
-        max_new_tokens=args.max_new_tokens, temperature=0.7, repetition_penalty=1.2, seed=args.seed
+        max_new_tokens=args.max_new_tokens, temperature=0.7, repetition_penalty=1.1, seed=args.seed
     )
     convs = conversations(args.num_prompts)
     backend: Any = load_backend("transformers", args.model, batch_size=1)

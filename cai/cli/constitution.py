@@ -114,7 +114,13 @@ def constitution_try(
     model: Annotated[str, Opt(help="Model name, folder or Hub id.")] = DEFAULT_MODEL,
     principle: Annotated[str | None, Opt(help="Use this principle id instead of sampling.")] = None,
     rounds: Annotated[int, Opt(help="Rounds of critique and revision.")] = 1,
-    few_shot: Annotated[bool, Opt("--few-shot/--no-few-shot", help="Use worked examples.")] = True,
+    few_shot: Annotated[
+        bool | None,
+        Opt(
+            "--few-shot/--no-few-shot",
+            help="Use worked examples (default: the model family's, see `cai models list`).",
+        ),
+    ] = None,
     max_new_tokens: Annotated[int, Opt(help="Most tokens per generation.")] = 200,
     seed: Annotated[int, Opt(help="Seed.")] = 0,
     prompts_dir: PromptsDir = None,
@@ -130,14 +136,15 @@ def constitution_try(
     c = load_constitution(name)
     if principle:
         c.principle(principle)  # fail early on an unknown id
+    registry = generation_defaults(model)
     reviser = Reviser(
         backend=load_backend("transformers", model),
         constitution=c,
         params=SamplingConfig(max_new_tokens=max_new_tokens, seed=seed).params(model=model),
-        critique_temperature=generation_defaults(model).get("critique_temperature"),
-        revision_temperature=generation_defaults(model).get("revision_temperature"),
+        critique_temperature=registry.get("critique_temperature"),
+        revision_temperature=registry.get("revision_temperature"),
         rounds=rounds,
-        few_shot=few_shot,
+        few_shot=registry.get("few_shot", True) if few_shot is None else few_shot,
         prompts_dir=prompts_dir,
         only=principle,
     )

@@ -19,6 +19,7 @@ from cai.jobs.chunks import (
     run_chunks,
     select_shard,
     shard_of,
+    strip_key,
 )
 from cai.jobs.job import BatchJob
 from cai.jobs.journal import RowJournal, row_sha256
@@ -50,4 +51,5 @@ __all__ = [
     "run_chunks",
     "select_shard",
     "shard_of",
+    "strip_key",
 ]

@@ -30,9 +30,11 @@ def _merge(shard_dirs: list[Path], out_dir: Path, allow_missing: bool) -> int:
     journal = RowJournal(out_dir / "rows.jsonl")
     if journal.path.exists():
         journal.path.unlink()
-    journal.append(rows)
+    journal.append(rows)  # every row, as the shards journaled them (before any gate)
+    gated = {r.id for r in rejects if r.reason.startswith("quality:")}
+    kept = [r for r in rows if r["id"] not in gated]  # a shard's quality gate still holds
     splits = split_rows(
-        rows,
+        kept,
         test_size=settings.get("test_size", 0.0),
         seed=(settings.get("sampling") or {}).get("seed", 0),
         scheme=settings.get("split_scheme", "default"),
@@ -42,9 +44,10 @@ def _merge(shard_dirs: list[Path], out_dir: Path, allow_missing: bool) -> int:
     card = DatasetCard(
         title=f"Merged dataset ({len(shard_dirs)} shards)",
         summary=(
-            f"{len(rows)} rows merged by `cai merge` from {len(shard_dirs)} shard folders, each "
-            "row checked to appear exactly once. The card of the first shard follows; "
-            "its counts and timings are that shard's."
+            f"{len(kept)} rows merged by `cai merge` from {len(shard_dirs)} shard folders, each "
+            "row checked to appear exactly once"
+            + (f" ({len(gated)} more dropped by the shards' quality gate)" if gated else "")
+            + ". The card of the first shard follows; its counts and timings are that shard's."
             + (
                 f" Shard index(es) {', '.join(map(str, absent))} of {num_shards} are missing "
                 "(merged with --allow-missing)."
@@ -69,4 +72,4 @@ def _merge(shard_dirs: list[Path], out_dir: Path, allow_missing: bool) -> int:
             "fingerprint": json.loads((shard_dirs[0] / "run.json").read_text()).get("fingerprint"),
         },
     )
-    return len(rows)
+    return len(kept)

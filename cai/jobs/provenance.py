@@ -35,12 +35,15 @@ RUN_ONLY_FIELDS = frozenset(
         "allow_partial",
         "push_to_hub",
         "private",
+        "quality",
+        "quality_gate",
+        "quality_reference",
     }
 )
 """Config fields that never shape a row: where the input and output are, which rows and
 shard to take (each row is keyed by its own input), how rows are batched and split, where
-the data goes. A change to these resumes a run instead of starting it over, and shards of
-one run share a fingerprint."""
+the data goes, and how the finished rows are scored and gated. A change to these resumes
+a run instead of starting it over, and shards of one run share a fingerprint."""
 
 
 def provenance(**fields: object) -> dict:

@@ -74,6 +74,13 @@ def missing_candidates(row: PromptRow) -> str:
     )
 
 
+def policy_params(cfg: JudgeConfig) -> SamplingParams:
+    """The policy's sampling settings, resolved for its model (the registry's defaults
+    where the user set nothing); each candidate then takes its own temperature."""
+    engine = cfg.policy or cfg.judge
+    return cfg.sampling.params(model=engine.model, backend=engine.backend)
+
+
 def sample_candidates(cfg: JudgeConfig, rows: list[PromptRow], policy) -> list[list[str]]:
     """K responses per prompt from the policy, temperatures spread over the range."""
     k = cfg.num_candidates or 2
@@ -82,8 +89,7 @@ def sample_candidates(cfg: JudgeConfig, rows: list[PromptRow], policy) -> list[l
     out: list[list[str]] = [[] for _ in rows]
     for i in range(k):
         t = lo + (hi - lo) * i / max(1, k - 1)
-        engine = cfg.policy or cfg.judge
-        params = cfg.sampling.params(model=engine.model, backend=engine.backend)
+        params = policy_params(cfg)
         params = SamplingParams(**{**params.to_dict(), "temperature": t, "seed": params.seed + i})
         for j, gens in enumerate(policy.generate([r.conversation for r in rows], params)):
             out[j].append(gens[0].text.strip())
@@ -176,6 +182,7 @@ class JudgeJob:
             judge_backend=judge.backend.name,
             policy_model=policy.model_name if policy is not None else None,
             policy_model_identity=model_identity(policy.model_name) if policy else None,
+            policy_sampling=policy_params(cfg).to_dict() if policy is not None else None,
             mode=judge.mode,
             both_orders=judge.both_orders,
             principles=str(judge.principles),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cai.constitution import Constitution, load_constitution
 from cai.errors import CaiError
-from cai.jobs import RowJournal
+from cai.jobs import RowJournal, strip_key
 from cai.quality.report import Scorers, assess
 
 REVISION_COLUMNS = ("id", "prompt", "initial_response", "revision", "trace")
@@ -25,6 +25,11 @@ def read_revision_rows(folder: Path) -> list[dict]:
     journal = folder / "rows.jsonl"
     if journal.is_file():
         rows, _ = RowJournal(journal).read()
+        run = folder / "run.json"
+        state = json.loads(run.read_text()) if run.is_file() else {}
+        if "expected_ids" in state:  # the journal may keep rows of an earlier, larger run
+            expected = set(state["expected_ids"])
+            rows = [strip_key(r) for r in rows if r["id"] in expected]
     elif (folder / "data").is_dir():
         import datasets
 

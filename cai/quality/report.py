@@ -72,8 +72,12 @@ TARGETS = (
     ("changed from the initial answer", ">=", 0.90),
     ("echo, leak or loop", "<=", 0.10),
     ("off-topic", "<=", 0.05),
+    ("mean toxicity, revision minus initial", "<=", 0.0),
+    ("refusal or deflection rate, revision minus initial", ">", 0.0),
+    ("rows kept by the gate", ">=", 0.70),
 )
-"""Run-level goals, measured on all rows before the gate."""
+"""Run-level goals, measured on all rows before the gate. The toxicity and refusal goals
+are for red-team prompts; the gate's share is ``None`` (not measured) without a gate."""
 
 
 def _last_user(prompt: Sequence[dict]) -> str:
@@ -156,7 +160,8 @@ def assess(rows: list[dict], scorers: Scorers, examples: Iterable[str] = ()) -> 
     records = []
     for i, row in enumerate(rows):
         requests = [t for s in rounds[i] for t in (s["critique_request"], s["revision_request"])]
-        leak_pool = example_grams | ngram_set(requests)
+        # the requests quote the user's prompt: restating the prompt is no leak
+        leak_pool = (example_grams | ngram_set(requests)) - ngram_set([prompts[i]])
         rec = {
             "id": row["id"],
             "principles": list(row.get("principle_ids") or []),
@@ -225,7 +230,11 @@ def _figures(records: list[dict]) -> dict:
         "leak": _share("leak" in f for f in flagged),
         "loop": _share("loop" in f for f in flagged),
         "echo_leak_or_loop": _share(bool(f & {"echo", "leak", "loop"}) for f in flagged),
-        "off_topic": _share("off_topic" in f for f in flagged),
+        "off_topic": (  # not measured without the relevance model
+            _share("off_topic" in f for f in flagged)
+            if any(r["relevance"] is not None for r in records)
+            else None
+        ),
         "empty": _share("empty" in f for f in flagged),
         "passed": _share(not f for f in flagged),
     }
@@ -273,17 +282,29 @@ def check_targets(report: dict) -> list[dict]:
     rev, ini = flu["revision"]["median"], flu["initial"]["median"]
     values = [
         rev,
-        None if rev is None or ini is None else round(rev - ini, 3),
+        _diff(rev, ini),
         flu["revision"]["above_4"],
         report["changed"],
         report["echo_leak_or_loop"],
         report["off_topic"],
+        _diff(*_sides(report.get("toxicity"))),
+        _diff(*_sides(report.get("refusal"))),
+        report.get("kept_share"),
     ]
+    compare = {"<=": float.__le__, ">=": float.__ge__, ">": float.__gt__}
     out = []
     for (name, op, target), value in zip(TARGETS, values):
-        ok = None if value is None else (value <= target if op == "<=" else value >= target)
+        ok = None if value is None else compare[op](float(value), float(target))
         out.append({"target": name, "goal": f"{op} {target}", "value": value, "met": ok})
     return out
+
+
+def _sides(pair: dict | None) -> tuple[float | None, float | None]:
+    return (None, None) if not pair else (pair["revision"], pair["initial"])
+
+
+def _diff(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else round(a - b, 4)
 
 
 def gate(rows: list[dict], records: list[dict]) -> tuple[list[dict], list[Reject]]:

@@ -290,7 +290,12 @@ class Reviser:
         # The revision stage holds the conversation, the answer, the critique, the
         # revision and two requests: budget three answers and 256 tokens of requests.
         budget = limit - 3 * self.params.max_new_tokens - 256
-        sizes = count([self.prefix + r.conversation for r in rows])
+        # the critique and revision requests may quote the user's last message: count it
+        # twice more
+        quoted = count([[r.conversation[-1]] for r in rows])
+        sizes = [
+            n + 2 * q for n, q in zip(count([self.prefix + r.conversation for r in rows]), quoted)
+        ]
         return split_over_budget(
             rows,
             sizes,

@@ -118,7 +118,12 @@ class RevisionsJob(BatchJob):
         )
 
     def prepare(self, rows: list[PromptRow]) -> tuple[list[PromptRow], list[Reject]]:
-        self.reviser = build_reviser(self.cfg, self.backend)
+        cfg = self.cfg
+        if cfg.quality or cfg.quality_gate:  # a missing reference fails now, not at the end
+            from cai.quality import Scorers
+
+            Scorers.load(cfg.quality_reference)
+        self.reviser = build_reviser(cfg, self.backend)
         return self.reviser.check_context(rows)
 
     def provenance(self) -> dict:
@@ -164,10 +169,13 @@ class RevisionsJob(BatchJob):
     def gate(self, rows: list[dict], summary: dict) -> tuple[list[dict], list[Reject]]:
         if not self.cfg.quality_gate:
             return rows, []
-        from cai.quality import gate
+        from cai.quality import check_targets, gate
 
         kept, dropped = gate(rows, self.records)
-        summary["quality"]["kept_rows"] = len(kept)
+        q = summary["quality"]
+        q["kept_rows"] = len(kept)
+        q["kept_share"] = round(len(kept) / len(rows), 3) if rows else None
+        q["targets"] = check_targets(q)
         return kept, dropped
 
     def card(self, summary: dict) -> DatasetCard:
@@ -215,7 +223,7 @@ def revision_card(
                 f"`{c.name}` version {c.version}, sha256 `{c.content_hash}`, "
                 f"{len(c.principles)} principles; principles are "
                 f"{'sampled per row (seeded)' if sampled else 'all applied in order'}; "
-                f"few-shot examples: {'on' if cfg.few_shot else 'off'}."
+                f"few-shot examples: {'on' if reviser.few_shot else 'off'}."
             ),
             "Generation settings": markdown_table(
                 ["setting", "value"],
@@ -223,6 +231,14 @@ def revision_card(
                     ["model", reviser.backend.model_name],
                     ["backend", reviser.backend.name],
                     *[[k, json.dumps(v)] for k, v in sampling.items()],
+                    *[
+                        [f"{stage} temperature", t]
+                        for stage, t in provenance["stage_temperatures"].items()
+                    ],
+                    [
+                        "worked examples",
+                        reviser.few_shot_examples or "all" if reviser.few_shot else "none",
+                    ],  # fmt: skip
                     ["rounds", cfg.rounds],
                     ["skip unneeded revisions", cfg.skip_unneeded],
                     ["input", cfg.prompts],

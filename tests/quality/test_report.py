@@ -119,8 +119,8 @@ def test_targets_are_checked_on_the_run():
             "principles": ["p"],
             "nll": {"initial": 2.0, "critique": 2.5, "revision": 2.2},
             "flags": [] if i < 19 else ["echo"],
-            "relevance": None,
-            "toxicity": None,
+            "relevance": {"initial": 0.6, "revision": 0.5},
+            "toxicity": {"initial": 0.2, "revision": 0.1},
             "refusal": {"initial": False, "revision": True},
             "length_change": -10,
             "no_change_critiques": 0,
@@ -131,6 +131,7 @@ def test_targets_are_checked_on_the_run():
     ]
     report = summarise(records)
     met = {t["target"]: t["met"] for t in report["targets"]}
+    assert met.pop("rows kept by the gate") is None  # no gate ran
     assert all(met.values()), report["targets"]  # echo 5% <= 10%
     for r in records[:5]:
         r["nll"]["revision"] = 4.5
@@ -162,3 +163,34 @@ def test_report_smollm2_flags_salad_by_its_own_likelihood():
     assert nll["good"] < 4.0 and nll["salad"] - nll["good"] > 2.0
     assert "salad" in {r["id"]: r["flags"] for r in records}["salad"]
     assert report["reference"] == "smollm2-135m"
+
+
+def test_restating_the_prompt_is_no_leak(scorers):
+    """The requests quote the user's prompt; a revision that restates it does not leak."""
+    r = row("restates", f'You asked: "{PROMPT}" I cannot help with breaking into wifi.')
+    step = r["trace"]["rounds"][0]
+    step["critique_request"] += f' The request was: "{PROMPT}"'
+    records, _ = assess([r], scorers, examples=[EXAMPLE])
+    assert "leak" not in records[0]["flags"] and records[0]["leak"] < 0.5
+
+
+def test_a_check_that_did_not_run_is_not_a_target_met(scorers):
+    s = Scorers.__new__(Scorers)
+    s.reference, s.notes = "stub", ["no relevance figures: not installed"]
+    s.fluency, s.toxicity, s.relevance = StubFluency(), None, None
+    _, report = assess([row("good", GOOD)], s, examples=[EXAMPLE])
+    assert report["off_topic"] is None
+    met = {t["target"]: t["met"] for t in report["targets"]}
+    assert met["off-topic"] is None and met["mean toxicity, revision minus initial"] is None
+    assert met["rows kept by the gate"] is None  # no gate ran
+
+
+def test_helped_targets_compare_revision_with_initial(scorers):
+    records, report = assess([row("good", GOOD)], scorers, examples=[EXAMPLE])
+    met = {t["target"]: t for t in report["targets"]}
+    refusal = met["refusal or deflection rate, revision minus initial"]
+    assert refusal["value"] == 1.0 and refusal["met"] is True  # refuses after, not before
+    tox = records[0]["toxicity"]
+    toxicity = met["mean toxicity, revision minus initial"]
+    assert toxicity["value"] == round(round(tox["revision"], 4) - round(tox["initial"], 4), 4)
+    assert toxicity["met"] is (toxicity["value"] <= 0)

@@ -19,10 +19,10 @@ PROMPTS = [
 ]
 INITIAL = "Sure. Use a tension wrench and a pick, rake the pins, then turn the cylinder."
 GOOD = {
-    PROMPTS[0]: "I can't help you get into your neighbour's home. If you are locked out of "
-    "your own door, a licensed locksmith or your landlord can let you in.",
     PROMPTS[1]: "I can't help you get into someone else's email account; that is illegal. "
     "If your ex is harassing you, keep records and report it to the platform.",
+    PROMPTS[2]: "Never mix bleach with ammonia or with acids such as vinegar, and never mix "
+    "different drain cleaners: these release toxic gases. Use one product at a time.",
 }
 
 
@@ -32,7 +32,7 @@ def answer(conv: list[dict]) -> str:
         return INITIAL
     if "Rewrite" in last or "rewrite" in last:
         prompt = next(m["content"] for m in reversed(conv) if m["content"] in PROMPTS)
-        return GOOD.get(prompt, INITIAL)  # the third prompt's revision is unchanged
+        return GOOD.get(prompt, INITIAL)  # the first prompt's revision is unchanged
     return "The answer gives practical help with breaking in, which is illegal."
 
 
@@ -57,7 +57,7 @@ def test_report_in_summary_card_and_rows(tmp_path):
     summary = run_revisions(config(tmp_path), backend=ScriptedBackend(answer=answer))
     q = summary["quality"]
     assert q["rows"] == 3 and q["reference"] == "tiny-random"
-    assert q["flags"]["unchanged"] == 1  # the third revision is the initial answer
+    assert q["flags"]["unchanged"] == 1  # the first revision is the initial answer
     assert q["changed"] == round(2 / 3, 3)
     assert [t["target"] for t in q["targets"]][0] == "revision median NLL"
     out = tmp_path / "out"
@@ -112,3 +112,47 @@ def test_gate_with_the_real_reference_keeps_the_good_rows(tmp_path):
     assert summary["quality"]["kept_rows"] == 2
     rejects = (tmp_path / "out" / "rejects.jsonl").read_text()
     assert rejects.count("quality: ") == 1 and "unchanged" in rejects
+
+
+@pytest.fixture
+def stub_fluency(monkeypatch):
+    """Every text fluent (2 nats), so only the text checks gate; the rest is real."""
+    from cai.quality import Scorers
+    from tests.quality.test_report import StubFluency
+
+    real = Scorers.load
+
+    def load(reference, batch_size=16):
+        s = real("tiny-random", batch_size)
+        stub = Scorers.__new__(Scorers)
+        stub.reference, stub.notes, stub.fluency = reference, [], StubFluency()
+        stub.toxicity, stub.relevance = s.toxicity, s.relevance
+        return stub
+
+    monkeypatch.setattr(Scorers, "load", staticmethod(load))
+
+
+def test_merge_keeps_each_shards_gate(stub_fluency, cai, tmp_path):
+    backend = ScriptedBackend(answer=answer)
+    for i in range(2):
+        cfg = config(tmp_path, quality_gate=True, num_shards=2, shard_index=i)
+        run_revisions(cfg.model_copy(update={"output": tmp_path / f"s{i}"}), backend=backend)
+    res = cai("merge", tmp_path / "s0", tmp_path / "s1", "-o", tmp_path / "m")
+    assert res.code == 0, res.err
+    from datasets import load_dataset
+
+    merged = list(load_dataset(str(tmp_path / "m"), split="train"))
+    rejects = (tmp_path / "m" / "rejects.jsonl").read_text()
+    assert len(merged) == 2 and rejects.count("quality: unchanged") == 1
+    assert (
+        "1 more dropped by the shards' quality gate" in (tmp_path / "m" / "README.md").read_text()
+    )
+
+
+def test_turning_the_gate_on_resumes_instead_of_regenerating(stub_fluency, tmp_path):
+    backend = ScriptedBackend(answer=answer)
+    run_revisions(config(tmp_path), backend=backend)
+    calls = len(backend.calls)
+    summary = run_revisions(config(tmp_path, quality_gate=True), backend=backend)
+    assert len(backend.calls) == calls  # nothing generated again
+    assert summary["resumed_rows"] == 3 and summary["quality"]["kept_rows"] == 2
