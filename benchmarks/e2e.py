@@ -1,9 +1,9 @@
 """The whole method, end to end on SmolLM2, through ``cai pipeline`` and its shipped recipe.
 
-    .venv/bin/python benchmarks/e2e.py > e2e.log 2>&1 &      # recipes/smollm2-cai.yaml (~30 min)
+    .venv/bin/python benchmarks/e2e.py > e2e.log 2>&1 &      # recipes/smollm2-cai.yaml (~40 min)
     .venv/bin/python benchmarks/e2e.py --fresh               # ignore earlier stage outputs
 
-It runs ``recipes/smollm2-cai.yaml``: generate-revisions on 64 red-team prompts, SFT, two
+It runs ``recipes/smollm2-cai.yaml``: generate-revisions on the 75 red-team prompts (quality gate on), SFT, two
 candidates per prompt sampled from the SFT model and judged (both orders) with a held-out
 quarter, judge calibration on the HHH pairs where present, a reward model, DPO, GRPO with
 the reward model, and evaluation of the base, SFT, DPO and GRPO models. It prints each

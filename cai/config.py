@@ -345,8 +345,8 @@ class QualityConfig(CaiConfig):
     batch_size: int = Field(default=16, ge=1)
     """Texts per forward pass of the reference model."""
     report: Path | None = None
-    """Where to write the report (JSON); default `quality.json` in the output folder, with
-    the per-row records in `quality_rows.jsonl` beside it."""
+    """Where to write the report (JSON); default `quality.json` in the output folder. The
+    per-row records go beside it, in `<name>_rows.jsonl` (`quality_rows.jsonl`)."""
 
 
 class JudgeConfig(CaiConfig):
