@@ -27,13 +27,14 @@ REFERENCE = DEFAULT_MODEL
 
 @lru_cache(maxsize=2)
 def _load(reference: str):
-    """The reference model in fp32 on the CPU, loaded once per process."""
+    """The reference model in fp32 (on the GPU if there is one), loaded once per process."""
     import torch
 
     from cai.models import load_causal_lm
 
     model, tok = load_causal_lm(reference)
-    return model.to(torch.float32).eval(), tok
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return model.to(device=device, dtype=torch.float32).eval(), tok
 
 
 class FluencyScorer:
@@ -88,6 +89,8 @@ class FluencyScorer:
                     mask[r, width - len(s) :] = 1
                 keep = max(seqs[i][1] for i in chunk) + 1
                 positions = (mask.cumsum(-1) - 1).clamp(min=0)
+                dev = self.model.device
+                ids, mask, positions = ids.to(dev), mask.to(dev), positions.to(dev)
                 logits = self.model(
                     input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep
                 ).logits.float()
