@@ -3,12 +3,13 @@
     .venv/bin/python benchmarks/e2e.py > e2e.log 2>&1 &      # recipes/smollm2-cai.yaml (~40 min)
     .venv/bin/python benchmarks/e2e.py --fresh               # ignore earlier stage outputs
 
-It runs ``recipes/smollm2-cai.yaml``: generate-revisions on the 75 red-team prompts (quality gate on), SFT, two
-candidates per prompt sampled from the SFT model and judged (both orders) with a held-out
-quarter, judge calibration on the HHH pairs where present, a reward model, DPO, GRPO with
-the reward model, and evaluation of the base, SFT, DPO and GRPO models. It prints each
-stage's wall time, the reward model's accuracy on the held-out AI preferences, DPO's
-reward margins over steps, GRPO's reward and the evaluation table, and writes them to
+It runs ``recipes/smollm2-cai.yaml``: generate-revisions on the 75 red-team prompts
+(quality gate on), SFT, two candidates per prompt sampled from the SFT model and judged
+(both orders) with a held-out quarter, judge calibration on the HHH pairs where present,
+a reward model, DPO, GRPO with the reward model, and evaluation of the base, SFT, DPO
+and GRPO models. It prints each stage's wall time, the reward model's accuracy on the
+held-out AI preferences, DPO's reward margins over steps, GRPO's reward and the
+evaluation table, and writes them to
 ``benchmarks/results/e2e.json``. Stage outputs stay under the recipe's output folder, so
 a second run skips every unchanged stage (use ``--fresh`` to time them all again).
 """

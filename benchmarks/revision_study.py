@@ -139,6 +139,24 @@ def row_of(name: str, variable: str, settings: dict, summary: dict) -> dict:
     }
 
 
+def record_folder(name: str, folder: str) -> None:
+    """Score an existing output and record it as a row of the study."""
+    from cai.quality import assess_folder
+
+    out = Path(folder)
+    state = json.loads((out / "run.json").read_text())
+    _, report = assess_folder(out, "smollm2-135m")
+    summary = {**state["summary"], "quality": report}
+    settings = state["settings"]
+    row = row_of(name, "confirm", settings, summary)
+    model = settings["backend"]["model"]
+    n = report["rows"]
+    row.update(key={"folder": str(out), "model": model}, prompts=f"{settings['prompts']}[:{n}]",
+               model=model, resolved=resolved_settings(out))  # fmt: skip
+    record(row)
+    print(json.dumps(row), flush=True)
+
+
 def resolved_settings(out: Path) -> dict:
     """The settings the run resolved (command line, registry, defaults), from a row's
     provenance."""
@@ -223,7 +241,17 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=0)
     ap.add_argument("--redo", action="store_true")
     ap.add_argument("--tag", default="", help="suffix for the run names (e.g. the model)")
+    ap.add_argument(
+        "--from-folder",
+        nargs=2,
+        metavar=("NAME", "FOLDER"),
+        help="score an existing generate-revisions output (e.g. the recipe's revisions stage) "
+        "with `cai quality` and record it under NAME, instead of generating",
+    )
     args = ap.parse_args()
+    if args.from_folder:
+        record_folder(*args.from_folder)
+        return
 
     from cai.backends import load_backend
     from cai.config import ReviseConfig

@@ -8,7 +8,7 @@ from pathlib import Path
 from cai.constitution import Constitution, load_constitution
 from cai.errors import CaiError
 from cai.jobs import RowJournal, strip_key
-from cai.quality.report import Scorers, assess
+from cai.quality.report import Scorers, assess, check_targets
 
 REVISION_COLUMNS = ("id", "prompt", "initial_response", "revision", "trace")
 
@@ -83,4 +83,17 @@ def assess_folder(
     )
     if c is None:
         report["notes"].append("constitution unknown: leaks checked against the requests only")
+    kept = _kept_by_gate(folder)
+    if kept is not None and rows:  # the run's gate: its share kept is a target too
+        report["kept_rows"], report["kept_share"] = kept, round(kept / len(rows), 3)
+        report["targets"] = check_targets(report)
     return records, report
+
+
+def _kept_by_gate(folder: Path) -> int | None:
+    """How many rows the run's quality gate kept, from its run.json (None: no gate ran)."""
+    run = folder / "run.json"
+    if not run.is_file():
+        return None
+    summary = json.loads(run.read_text()).get("summary") or {}
+    return (summary.get("quality") or {}).get("kept_rows")
