@@ -1,6 +1,6 @@
 """The whole method, end to end on SmolLM2, through ``cai pipeline`` and its shipped recipe.
 
-    .venv/bin/python benchmarks/e2e.py > e2e.log 2>&1 &      # recipes/smollm2-cai.yaml (~40 min)
+    .venv/bin/python benchmarks/e2e.py > e2e.log 2>&1 &      # recipes/smollm2-cai.yaml (~30 min)
     .venv/bin/python benchmarks/e2e.py --fresh               # ignore earlier stage outputs
 
 It runs ``recipes/smollm2-cai.yaml``: generate-revisions on the 75 red-team prompts
