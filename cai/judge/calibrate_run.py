@@ -8,19 +8,23 @@ Two modes:
 - ``rerendered``: the conversation is parsed out and judged with our template and the
   constitution's comparison questions, through the same ``Judge`` as ``cai judge``.
 
-The report (``report.json``, ``reliability.png`` and a terminal table) has accuracy with a
-bootstrap 95% interval, accuracy per order, position consistency, the share of "A" wins,
-abstentions, length bias and a reliability table.
+The report (``report.json``, ``reliability.png``, ``pairs.jsonl`` and a terminal table) has
+accuracy with a bootstrap 95% interval, the length-balanced accuracy (the mean of the
+accuracy where the correct response is longer and where it is shorter; a length heuristic
+scores 0.5) with its interval, the always-the-longer baseline, accuracy per order,
+position consistency, the share of "A" wins, abstentions, length bias and a reliability
+table. ``pairs.jsonl`` has one line per gold pair, in file order, with ``p_correct``.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from cai._util import write_json_atomic
+from cai._util import write_json_atomic, write_text_atomic
 from cai.backends.base import Backend
 from cai.config import CalibrateConfig
 from cai.errors import CaiError
@@ -29,6 +33,7 @@ from cai.judge.calibration import (
     CalibrationItem,
     GoldPair,
     calibration_report,
+    pair_records,
     read_gold,
     reliability_plot,
     swap_verbatim,
@@ -72,7 +77,7 @@ def _verbatim_items(judge: Judge, gold: list[GoldPair]) -> list[CalibrationItem]
     for n, g in enumerate(usable):
         ps, cf = p_first[2 * n : 2 * n + 2], firsts[2 * n : 2 * n + 2]
         p_correct = [None if p is None else (p if f else 1 - p) for p, f in zip(ps, cf)]
-        items.append(CalibrationItem(p_correct, cf, len(g.correct), len(g.incorrect)))
+        items.append(CalibrationItem(p_correct, cf, len(g.correct), len(g.incorrect), g.id))
     return items
 
 
@@ -82,7 +87,7 @@ def _rerendered_items(judge: Judge, gold: list[GoldPair]) -> list[CalibrationIte
     for g, r in zip(gold, _in_chunks(pairs, judge.judge)):
         p_by_order = [o["p_a"] for o in r.orders]
         firsts = [o["order"] == "ab" for o in r.orders]
-        items.append(CalibrationItem(p_by_order, firsts, len(g.correct), len(g.incorrect)))
+        items.append(CalibrationItem(p_by_order, firsts, len(g.correct), len(g.incorrect), g.id))
     return items
 
 
@@ -123,6 +128,9 @@ def run_calibration(
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / "report.json", report)
+    write_text_atomic(
+        out_dir / "pairs.jsonl", "".join(json.dumps(r) + "\n" for r in pair_records(items))
+    )
     title = f"{judge.backend.model_name}, {report['prompt_mode']}, {judge.mode}"
     reliability_plot(report, out_dir / "reliability.png", title)
     return report

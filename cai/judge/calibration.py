@@ -45,6 +45,8 @@ class CalibrationItem:
     correct_first_by_order: list[bool]
     len_correct: int
     len_incorrect: int
+    id: str = ""
+    """The gold pair's id (for ``pairs.jsonl``)."""
 
 
 def read_gold(path: Path) -> list[GoldPair]:
@@ -211,6 +213,8 @@ def calibration_report(
         for p, it in zip(pair_p, items)
         if _score(p) != 0.5 and it.len_correct != it.len_incorrect
     ]
+    longer = [float(s) for s, it in zip(scores, items) if it.len_correct > it.len_incorrect]
+    shorter = [float(s) for s, it in zip(scores, items) if it.len_correct < it.len_incorrect]
     table, ece = [], 0.0
     for b in range(bins):
         inside = [(pa, f) for pa, f in judged if min(int(pa * bins), bins - 1) == b]
@@ -233,6 +237,11 @@ def calibration_report(
         "judgments": len(singles),
         "abstentions": abstentions,
         "abstention_rate": abstentions / len(singles) if singles else None,
+        "length_balanced_accuracy": _balanced(longer, shorter),
+        "length_balanced_accuracy_ci": _balanced_ci(longer, shorter, n_boot, seed),
+        "always_longer_accuracy": _mean([_longer_score(it) for it in items]),
+        "pairs_correct_longer": len(longer),
+        "pairs_correct_shorter": len(shorter),
         "length_bias": {
             "n": len(decided),
             "judge_prefers_longer": _mean([float(j == g) for j, g in decided]),
@@ -243,6 +252,51 @@ def calibration_report(
     }
 
 
+def _longer_score(it: CalibrationItem) -> float:
+    """How a judge that always picks the longer response scores this pair (a tie: 0.5)."""
+    if it.len_correct == it.len_incorrect:
+        return 0.5
+    return float(it.len_correct > it.len_incorrect)
+
+
+def _balanced(longer: list[float], shorter: list[float]) -> float | None:
+    """The mean of the accuracy where the correct response is the longer one and where it is
+    the shorter one: a pure length heuristic scores 0.5 on it, whatever the data's skew."""
+    if not longer or not shorter:
+        return None
+    return (float(np.mean(longer)) + float(np.mean(shorter))) / 2
+
+
+def _balanced_ci(longer: list[float], shorter: list[float], n_boot: int, seed: int):
+    """A seeded 95% percentile bootstrap of ``_balanced``, resampling each group apart."""
+    if not longer or not shorter:
+        return None
+    rng = np.random.default_rng(seed)
+    a, b = np.asarray(longer), np.asarray(shorter)
+    boot = (
+        a[rng.integers(0, len(a), (n_boot, len(a)))].mean(axis=1)
+        + b[rng.integers(0, len(b), (n_boot, len(b)))].mean(axis=1)
+    ) / 2
+    return [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))]
+
+
+def pair_records(items: list[CalibrationItem]) -> list[dict]:
+    """One line per gold pair for ``pairs.jsonl``, in file order: ``p_correct`` (the judge's
+    probability for the gold-correct response, averaged over orders; None if it abstained in
+    every order) and the per-order details."""
+    return [
+        {
+            "id": it.id,
+            "p_correct": _mean([p for p in it.p_by_order if p is not None]),
+            "p_correct_by_order": it.p_by_order,
+            "correct_shown_first_by_order": it.correct_first_by_order,
+            "len_correct": it.len_correct,
+            "len_incorrect": it.len_incorrect,
+        }
+        for it in items
+    ]
+
+
 def summary_table(report: dict) -> str:
     """A short plain-text table of the report's headline numbers, for the terminal."""
     (lo, hi), lb, ece = report["accuracy_ci"], report["length_bias"], report["ece"]
@@ -250,6 +304,9 @@ def summary_table(report: dict) -> str:
     rows = [
         ("pairs", str(report["n"])),
         ("accuracy", f"{_pct(report['accuracy'])}  (95% CI {_pct(lo)} to {_pct(hi)})"),
+        ("length-balanced acc.", _balanced_line(report)),
+        ("always the longer", f"{_pct(report.get('always_longer_accuracy'))}  (the length "
+         "baseline; 50% length-balanced)"),
         ("accuracy by order", "  ".join(_pct(a) for a in report["accuracy_by_order"])),
         ("position consistency", _pct(report["position_consistency"])),
         ("(A) win rate", _pct(report["a_win_rate"])),
@@ -260,6 +317,17 @@ def summary_table(report: dict) -> str:
     ]  # fmt: skip
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def _balanced_line(report: dict) -> str:
+    acc, ci = report.get("length_balanced_accuracy"), report.get("length_balanced_accuracy_ci")
+    if acc is None:
+        return "n/a (needs pairs where the correct response is longer and where it is shorter)"
+    return (
+        f"{_pct(acc)}  (95% CI {_pct(ci[0])} to {_pct(ci[1])}; "
+        f"{report['pairs_correct_longer']} pairs correct-longer, "
+        f"{report['pairs_correct_shorter']} correct-shorter)"
+    )
 
 
 def reliability_plot(report: dict, path: Path, title: str) -> None:

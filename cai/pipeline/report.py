@@ -77,9 +77,13 @@ def write_report(recipe: Recipe, plans: list[StagePlan]) -> Path:
             lines += ["## Judge calibration", "", f"Skipped: {d['skipped']}.", ""]
         else:
             ci = d.get("accuracy_ci") or [None, None]
+            lb = d.get("length_balanced_accuracy_ci") or [None, None]
             lines += ["## Judge calibration", "",
                       f"Accuracy on {d.get('n')} gold pairs {_f(d.get('accuracy'))} (95% CI "
-                      f"{_f(ci[0])}–{_f(ci[1])}), position consistency "
+                      f"{_f(ci[0])}–{_f(ci[1])}); length-balanced accuracy "
+                      f"{_f(d.get('length_balanced_accuracy'))} (95% CI "
+                      f"{_f(lb[0])}–{_f(lb[1])}), against {_f(d.get('always_longer_accuracy'))} "
+                      "for always picking the longer answer; position consistency "
                       f"{_f(d.get('position_consistency'))}, ECE {_f(d.get('ece'))}.", "",
                       "![reliability](calibration_reliability.png)", ""]  # fmt: skip
             src = recipe.output / "calibrate" / "reliability.png"

@@ -222,7 +222,9 @@ def digest(stage: str, s: dict) -> dict:
                 "length_bias", "abstained", "verified")  # fmt: skip
         return {k: s.get(k) for k in keys if k in s}
     if stage == "calibrate":
-        keys = ("n", "accuracy", "accuracy_ci", "position_consistency", "a_win_rate", "ece")
+        keys = ("n", "accuracy", "accuracy_ci", "position_consistency", "a_win_rate", "ece",
+                "length_balanced_accuracy", "length_balanced_accuracy_ci",
+                "always_longer_accuracy")  # fmt: skip
         return {k: s.get(k) for k in keys}
     if stage == "evaluate":
         return {"models": s["models"], "rows": s["rows"]}

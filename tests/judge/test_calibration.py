@@ -213,3 +213,44 @@ def test_reliability_plot_png(tmp_path: Path) -> None:
     reliability_plot(report, path, "test judge")
     assert path.read_bytes().startswith(b"\x89PNG")
     assert [p.name for p in path.parent.iterdir()] == ["reliability.png"]  # no temp file left
+
+
+def test_a_length_heuristic_scores_half_when_balanced_by_length() -> None:
+    """Always picking the longer response looks better than chance when the gold prefers
+    longer answers, and exactly 0.5 on the length-balanced accuracy."""
+    lens = [(30, 10)] * 6 + [(10, 30)] * 4  # the correct one is longer in 6 of 10
+    longer = [CalibrationItem([1.0 if c > i else 0.0], [True], c, i) for c, i in lens]
+    report = calibration_report(longer, n_boot=200)
+    assert report["accuracy"] == 0.6 and report["always_longer_accuracy"] == 0.6
+    assert report["length_balanced_accuracy"] == 0.5
+    assert (report["pairs_correct_longer"], report["pairs_correct_shorter"]) == (6, 4)
+    lo, hi = report["length_balanced_accuracy_ci"]
+    assert lo == hi == 0.5  # right on every longer pair, wrong on every shorter one
+    oracle = [CalibrationItem([1.0], [True], c, i) for c, i in lens]
+    report = calibration_report(oracle, n_boot=200)
+    assert report["length_balanced_accuracy"] == 1.0
+    assert report["length_balanced_accuracy_ci"] == [1.0, 1.0]
+    same = calibration_report([CalibrationItem([1.0], [True], 5, 5)], n_boot=10)
+    assert same["length_balanced_accuracy"] is None and same["always_longer_accuracy"] == 0.5
+    assert "n/a" in summary_table(same) and "length-balanced" in summary_table(report)
+
+
+def test_calibration_writes_pairs_jsonl_in_file_order(tmp_path: Path) -> None:
+    from cai.constitution import load_constitution
+    from cai.judge import Judge
+    from cai.judge.calibrate_run import run_calibration
+    from tests.fakes import ScriptedBackend, prefers_text
+
+    gold = tmp_path / "gold.jsonl"
+    rows = [
+        {"id": f"g{i}", "prompt": f"question {i}", "chosen": f"kindly answer {i} at length",
+         "rejected": f"rude {i}"}
+        for i in range(5)
+    ]  # fmt: skip
+    gold.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    judge = Judge(ScriptedBackend(prefer=prefers_text("kindly")), load_constitution("harmless"))
+    report = run_calibration(judge, gold, tmp_path / "cal", verbatim=False)
+    assert report["accuracy"] == 1.0 and report["length_balanced_accuracy"] is None
+    lines = [json.loads(x) for x in (tmp_path / "cal" / "pairs.jsonl").read_text().splitlines()]
+    assert [x["id"] for x in lines] == [f"g{i}" for i in range(5)]
+    assert all(x["p_correct"] > 0.9 and len(x["p_correct_by_order"]) == 2 for x in lines)
