@@ -224,12 +224,15 @@ def run_chunks(
     )
 
 
-def finish_run(out_dir: Path, rejects: list[Reject], summary: dict) -> None:
-    """Record the rejects and the summary, and mark the run complete."""
+def finish_run(
+    out_dir: Path, rejects: list[Reject], summary: dict, *, complete: bool = True
+) -> None:
+    """Record the rejects and the summary, and mark the run complete (or, with
+    ``complete=False``, keep the summary of a run that wrote no dataset)."""
     write_rejects(out_dir / "rejects.jsonl", rejects)
     run_file = out_dir / "run.json"
     state = json.loads(run_file.read_text()) if run_file.is_file() else {}
-    write_json_atomic(run_file, {**state, "summary": summary, "complete": True})
+    write_json_atomic(run_file, {**state, "summary": summary, "complete": complete})
 
 
 def merge_outputs(

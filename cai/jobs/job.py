@@ -21,10 +21,8 @@ where it needs them). Everything else is the same for every job.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from cai._util import write_json_atomic
 from cai.data import DatasetCard, PromptRow, Reject, push_to_hub, split_rows, write_dataset
 from cai.jobs.chunks import (
     JobResult,
@@ -180,9 +178,7 @@ class BatchJob:
         rows, dropped = self.gate(result.rows, summary)
         rejects = rejects + dropped
         if not rows:  # the gate dropped every row: keep the summary that says why
-            run_file = self.output / "run.json"
-            state = json.loads(run_file.read_text()) if run_file.is_file() else {}
-            write_json_atomic(run_file, {**state, "summary": summary})
+            finish_run(self.output, rejects, summary, complete=False)
             fail_without_rows(self.output, total, rejects)
         splits = self.splits(rows, summary)
         write_dataset(self.output, splits, self.card(summary))
