@@ -126,28 +126,24 @@ def constitution_try(
     prompts_dir: PromptsDir = None,
 ) -> None:
     """Run one prompt through critique and revision and print every step."""
-    from cai.backends import load_backend
-    from cai.config import SamplingConfig
+    from cai.config import ReviseConfig
     from cai.constitution import load_constitution
     from cai.data import PromptRow
-    from cai.models import generation_defaults
-    from cai.revise import Reviser
+    from cai.revise import build_reviser
 
-    c = load_constitution(name)
     if principle:
-        c.principle(principle)  # fail early on an unknown id
-    registry = generation_defaults(model)
-    reviser = Reviser(
-        backend=load_backend("transformers", model),
-        constitution=c,
-        params=SamplingConfig(max_new_tokens=max_new_tokens, seed=seed).params(model=model),
-        critique_temperature=registry.get("critique_temperature"),
-        revision_temperature=registry.get("revision_temperature"),
+        load_constitution(name).principle(principle)  # fail early on an unknown id
+    given = {"few_shot": few_shot} if few_shot is not None else {}  # else the model family's
+    cfg = ReviseConfig(
+        constitution=name,
+        backend={"model": model},
+        sampling={"max_new_tokens": max_new_tokens, "seed": seed},
         rounds=rounds,
-        few_shot=registry.get("few_shot", True) if few_shot is None else few_shot,
         prompts_dir=prompts_dir,
-        only=principle,
+        no_cache=True,
+        **given,
     )
+    reviser = build_reviser(cfg, only=principle)
     row = PromptRow(id="try", conversation=[{"role": "user", "content": prompt}], index=0, extra={})
     out = reviser.revise([row])[0]
     typer.secho("PROMPT", bold=True)

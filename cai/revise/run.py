@@ -17,8 +17,9 @@ from cai.resources import cache_dir
 from cai.revise.loop import Reviser, principle_stats
 
 
-def build_reviser(cfg: ReviseConfig, backend=None) -> Reviser:
-    """The ``Reviser`` a config describes (``backend`` may be given to reuse one)."""
+def build_reviser(cfg: ReviseConfig, backend=None, only: str | None = None) -> Reviser:
+    """The ``Reviser`` a config describes (``backend`` may be given to reuse one; ``only``
+    uses that one principle instead of sampling, as ``cai constitution try --principle``)."""
     cache = GenerationCache(
         None if cfg.no_cache else (cfg.cache or cache_dir() / "generations.sqlite")
     )
@@ -34,6 +35,7 @@ def build_reviser(cfg: ReviseConfig, backend=None) -> Reviser:
         revision_temperature=revise_setting(cfg, "revision_temperature"),
         skip_unneeded=cfg.skip_unneeded,
         prompts_dir=cfg.prompts_dir,
+        only=only,
         cache=cache,
     )
 
