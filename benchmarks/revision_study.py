@@ -44,6 +44,16 @@ worked examples on, and the templates as they were before the study
 shipped templates, which the study chose, do not change a rerun; ``--confirm defaults``
 runs the shipped defaults instead."""
 
+
+def combo(templates: str | None, **sampling: float) -> tuple[str, dict]:
+    """A combination setting: these sampling values, no worked examples, and the templates
+    in ``benchmarks/<templates>`` (None: the baseline's)."""
+    over: dict = {"sampling": sampling, "few_shot": False}
+    if templates is not None:
+        over["prompts_dir"] = str(REPO / "benchmarks" / templates)
+    return "combination", over
+
+
 SETTINGS: dict[str, tuple[str, dict]] = {
     # name: (the variable studied, overrides of the baseline)
     "baseline": ("-", {}),
@@ -65,43 +75,12 @@ SETTINGS: dict[str, tuple[str, dict]] = {
         {"prompts_dir": str(REPO / "benchmarks" / "study_prompts_quote")},
     ),
     "rounds-2": ("rounds", {"rounds": 2}),
-    # combinations of the single-variable winners
-    "combo-penalty-no-examples": (
-        "combination",
-        {"sampling": {"repetition_penalty": 1.1}, "few_shot": False},
-    ),
-    "combo-quote-penalty-1.2": (
-        "combination",
-        {
-            "sampling": {"repetition_penalty": 1.2},
-            "few_shot": False,
-            "prompts_dir": str(REPO / "benchmarks" / "study_prompts_quote"),
-        },
-    ),
-    "combo-quote-top-p-1.0": (
-        "combination",
-        {
-            "sampling": {"repetition_penalty": 1.1, "top_p": 1.0},
-            "few_shot": False,
-            "prompts_dir": str(REPO / "benchmarks" / "study_prompts_quote"),
-        },
-    ),
-    "combo-quote2": (
-        "combination",
-        {
-            "sampling": {"repetition_penalty": 1.1},
-            "few_shot": False,
-            "prompts_dir": str(REPO / "benchmarks" / "study_prompts_quote2"),
-        },
-    ),
-    "combo-penalty-no-examples-quote": (
-        "combination",
-        {
-            "sampling": {"repetition_penalty": 1.1},
-            "few_shot": False,
-            "prompts_dir": str(REPO / "benchmarks" / "study_prompts_quote"),
-        },
-    ),
+    # combinations of the single-variable winners (no worked examples in each)
+    "combo-penalty-no-examples": combo(None, repetition_penalty=1.1),
+    "combo-quote-penalty-1.2": combo("study_prompts_quote", repetition_penalty=1.2),
+    "combo-quote-top-p-1.0": combo("study_prompts_quote", repetition_penalty=1.1, top_p=1.0),
+    "combo-quote2": combo("study_prompts_quote2", repetition_penalty=1.1),
+    "combo-penalty-no-examples-quote": combo("study_prompts_quote", repetition_penalty=1.1),
 }
 
 
