@@ -349,7 +349,32 @@ class QualityConfig(CaiConfig):
     per-row records go beside it, in `<name>_rows.jsonl` (`quality_rows.jsonl`)."""
 
 
-class JudgeConfig(CaiConfig):
+JudgeMode = Literal["logprob", "debiased", "cot", "generate", "contrast", "pointwise", "ensemble"]
+
+
+class JudgeScoring(CaiConfig):
+    """How a judge scores a pair: the fields every config that builds a judge shares."""
+
+    mode: JudgeMode = "logprob"
+    """logprob: P(" (A)") against P(" (B)") after "(A) or (B)?", both orders. debiased:
+    logprob with the judge's prior for (A) (read with "N/A" answers) divided out. cot:
+    reasoning first. generate: parse a generated letter. contrast: how much likelier each
+    response is under a persona that follows the principle than under one that violates it
+    (the constitution's `contrast`). pointwise: P(Yes) - P(No) of the principle's yes/no
+    question about each response alone (`pointwise`). ensemble: weights fitted by
+    `cai judge calibrate --mode all` over those scores (`ensemble`)."""
+    contrast_norm: Literal["mean", "sum"] = "mean"
+    """contrast: the log-likelihood ratio per character of the response (mean) or summed."""
+    scale: float | None = Field(default=None, gt=0)
+    """contrast, pointwise: the soft label is sigmoid(scale * score difference); default
+    the mode's documented scale (cai.judge.pairwise.DEFAULT_SCALE). A fitted one comes as
+    an `ensemble` file."""
+    ensemble: Path | None = None
+    """ensemble: the fitted weights, a JSON file written by `cai judge calibrate --mode all`
+    (e.g. out/calibration/fits/ensemble.json); its sha256 goes into provenance."""
+
+
+class JudgeConfig(JudgeScoring):
     """Settings of ``cai judge``. Every field can be set in ``--config`` YAML."""
 
     prompts: str = "out/revisions"
@@ -366,8 +391,6 @@ class JudgeConfig(CaiConfig):
     """The output folder."""
     constitution: str = "harmless"
     """Where the comparison questions come from."""
-    mode: Literal["logprob", "cot", "generate"] = "logprob"
-    """logprob: option probabilities. cot: reasoning first. generate: parse a generated letter."""
     both_orders: bool = True
     """Judge every pair as (a, b) and (b, a) and average: controls position bias."""
     principles: str = "1"
@@ -415,7 +438,7 @@ class JudgeConfig(CaiConfig):
     """Make the Hub repo private."""
 
 
-class CalibrateConfig(CaiConfig):
+class CalibrateConfig(JudgeScoring):
     """Settings of ``cai judge calibrate`` and of the pipeline's `calibrate` stage: the
     judge measured on gold-labelled pairs. Every field can be set in ``--config`` YAML."""
 
@@ -429,12 +452,17 @@ class CalibrateConfig(CaiConfig):
     """The judge model and engine; a bare name means that model on transformers.
     (`judge_model: NAME` in older configs sets its model.)"""
     constitution: str = "harmless"
-    """Where the comparison questions come from (`verbatim: false`)."""
-    mode: Literal["logprob", "cot", "generate"] = "logprob"
-    """logprob: option probabilities. cot: reasoning first. generate: parse a generated letter."""
+    """Where the comparison questions, personas and yes/no questions come from."""
+    mode: Literal[JudgeMode, "all"] = "logprob"  # type: ignore[valid-type]
+    """One judge mode (see `cai judge --help`), or `all`: every scoring mode on the same
+    pairs in one table (logprob, debiased, contrast, likelihood, pointwise; fitted scales
+    and ensembles reported out of fold), with the fitted weights written to `fits/`."""
     verbatim: bool = True
-    """The gold file's own prompts and their swapped order (logprob mode only); false
-    re-renders each pair with our template and the constitution's questions."""
+    """logprob: show the gold file's own prompts and their swapped order;
+    false re-renders each pair with our template and the constitution's questions. The
+    other modes always re-render (they never show both responses in one prompt)."""
+    folds: int = Field(default=5, ge=2)
+    """`mode: all`: cross-validation folds; every fitted figure comes from held-out pairs."""
     principles: str = "1"
     """`verbatim: false`: comparison questions per pair, a number or `all`."""
     judge_max_new_tokens: int = Field(default=256, ge=1)
@@ -451,7 +479,7 @@ class CalibrateConfig(CaiConfig):
     _judge_model = model_validator(mode="before")(_legacy_judge_model)
 
 
-class EvalConfig(CaiConfig):
+class EvalConfig(JudgeScoring):
     """Settings of ``cai evaluate``. Every field can be set in ``--config`` YAML."""
 
     models: list[str] = [DEFAULT_MODEL]
@@ -517,8 +545,10 @@ class EvalConfig(CaiConfig):
             self.judge = self.judge.model_copy(update={"model": name})
 
 
-class RewardSpec(CaiConfig):
-    """One reward source for online RL and best-of-n."""
+class RewardSpec(JudgeScoring):
+    """One reward source for online RL and best-of-n. A `judge` reward scores with the
+    judge fields (`mode`, `scale`, `ensemble` ...); `mode: pointwise` rewards each
+    completion alone, with no baseline answer."""
 
     kind: Literal["model", "judge", "toxicity"] = "model"
     """`model`: a sequence classifier (e.g. from `cai train reward`). `judge`: the `cai judge`

@@ -361,13 +361,17 @@ def example_context(constitution: Any, principle: Any | None = None) -> dict:
       (``id``, ``critique``, ``revision``, ``comparison``, ``tags``, ``weight``);
     - ``conversation``: chat messages up to the last user turn;
     - ``response``: the answer under critique; ``critique``: the critique text;
-    - ``question``: the judge's comparison question;
-    - ``options``: candidate responses; ``labels``: their letters (``A``, ``B``, ...).
+    - ``question``: the judge's comparison question (the pointwise template gets the
+      principle's yes/no question under the same name);
+    - ``options``: candidate responses; ``labels``: their letters (``A``, ``B``, ...);
+    - ``persona``: the contrast judge's persona (the principle's ``contrast.follows``).
     """
     principle = principle or constitution.principles[0]
     question = principle.comparison or (
         constitution.comparisons[0] if constitution.comparisons else principle.critique
     )
+    personas = principle.contrast or constitution.contrast
+    persona = personas.follows if personas else "is helpful, honest and harmless"
     return {
         "constitution": template_data(constitution),
         "principle": template_data(principle),
@@ -377,6 +381,7 @@ def example_context(constitution: Any, principle: Any | None = None) -> dict:
         "question": question,
         "options": SAMPLE_RESPONSES,
         "labels": [chr(ord("A") + i) for i in range(len(SAMPLE_RESPONSES))],
+        "persona": persona,
     }
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from cai.backends.base import Generation
+from cai.backends.base import Generation, options_for_each
 
 Answer = str | Callable[[list[dict]], str]
 Prefer = str | Callable[[list[dict]], str | list[float] | None]
@@ -63,7 +63,8 @@ class ScriptedBackend:
             raise AssertionError("score_options was called, but no preference was scripted")
         self.scored.append(conversations)
         out = []
-        for conv in conversations:
+        each = options_for_each(conversations, options)
+        for conv, options in zip(conversations, each):
             best = self.prefer(conv) if callable(self.prefer) else self.prefer
             if isinstance(best, list):
                 out.append(best)

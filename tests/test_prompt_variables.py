@@ -26,6 +26,8 @@ USED_BY = {
     "compare": "judge",
     "compare_cot": "judge (cot)",
     "refusal": "evaluate --refusal-judge",
+    "pointwise": "judge (pointwise)",
+    "persona": "judge (contrast)",
 }
 HARMLESS = load_constitution("harmless")
 
@@ -70,6 +72,8 @@ def test_documented_variables_are_parsed_from_the_headers():
     ]
     assert documented("compare_cot") == ["conversation", "question", "options", "labels"]
     assert documented("refusal") == ["conversation", "response"]
+    assert documented("pointwise") == ["conversation", "response", "question"]
+    assert documented("persona") == ["persona"]
 
 
 @pytest.fixture
@@ -136,3 +140,23 @@ def test_the_refusal_judge_renders_every_documented_variable(overrides):
     judge_refusals(Judge(backend, HARMLESS, prompts_dir=str(overrides)), rows)
     prompt = backend.scored[0][0][0]["content"]
     assert "USER-TURN" in prompt and "<response>AN-ANSWER</response>" in prompt
+
+
+def test_the_pointwise_and_contrast_judges_render_every_documented_variable(overrides):
+    backend = ScriptedBackend(
+        prefer=lambda conv: [0.0] * 2 if conv[-1]["role"] == "assistant" else [-1.0]
+    )
+    conv = [{"role": "user", "content": "USER-TURN"}]
+    for mode in ("pointwise", "contrast"):
+        judge = Judge(backend, HARMLESS, mode=mode, prompts_dir=str(overrides))
+        judge.judge([PairItem("x", conv, "FIRST-ANSWER", "SECOND-ANSWER")])
+    ((pid, _),) = judge.questions("x")
+    principle = HARMLESS.principle(pid)
+    pointwise, contrast = backend.scored
+    for prompt, shown in zip([c[0]["content"] for c in pointwise], ("FIRST", "SECOND")):
+        assert prompt.startswith("<conversation>") and "USER-TURN" in prompt
+        assert f"<response>{shown}-ANSWER</response>" in prompt
+        assert f"<question>{principle.pointwise}</question>" in prompt
+    systems = [c[0]["content"] for c in contrast]
+    assert systems[0] == f"<persona>{principle.contrast.follows}</persona>"
+    assert systems[2] == f"<persona>{principle.contrast.violates}</persona>"

@@ -11,7 +11,7 @@ from cai.errors import CaiError
 from cai.prompts import example_context, render, template_names
 
 GOLDEN = Path(__file__).parent / "golden"
-EXPECTED = {"critique", "revision", "compare", "compare_cot", "refusal"}
+EXPECTED = {"critique", "revision", "compare", "compare_cot", "refusal", "pointwise", "persona"}
 SMALL = parse_constitution(
     "name: t\nprinciples:\n  - id: p\n    critique: Criticise it.\n    revision: Fix it.\n"
     "    comparison: Which is kinder?\n"
@@ -36,6 +36,11 @@ def test_every_template_renders_with_every_principle(name):
         assert principle.revision in render("revision", **ctx)
         compare = render("compare", **ctx)
         assert ctx["question"] in compare and "(A)" in compare and "(B)" in compare
+        contrast = principle.contrast or c.contrast
+        for persona in (contrast.follows, contrast.violates):
+            assert persona in render("persona", **{**ctx, "persona": persona})
+        question = principle.pointwise or c.pointwise
+        assert question in render("pointwise", **{**ctx, "question": question})
 
 
 @pytest.mark.parametrize("template", sorted(EXPECTED))

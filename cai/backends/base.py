@@ -12,6 +12,8 @@ Backends know nothing of constitutions or judges. A conversation is a list of
   (for example ``"The better response is"`` + ``" (A)"``); otherwise the option starts
   the assistant's answer. The whole option is scored, token by token: SmolLM2 splits
   ``" (A)"`` into ``" ("``, ``"A"``, ``")"``, so the first token alone says nothing.
+  ``options`` is one list for every conversation, or one list per conversation (a
+  response's own likelihood: ``score_options([conv], [[response]])``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Protocol, runtime_checkable
 from cai.errors import CaiError
 
 Conversation = list[dict[str, str]]
+Options = list[str] | list[list[str]]
+"""The same option strings for every conversation, or one list per conversation."""
 
 
 @dataclass(frozen=True)
@@ -78,8 +82,28 @@ class Backend(Protocol):
     ) -> list[list[Generation]]: ...
 
     def score_options(
-        self, conversations: list[Conversation], options: list[str]
+        self, conversations: list[Conversation], options: Options
     ) -> list[list[float]]: ...
+
+
+def options_for_each(conversations: list[Conversation], options: Options) -> list[list[str]]:
+    """The options of each conversation: ``options`` itself when it is one list per
+    conversation, else that one list repeated."""
+    if options and not isinstance(options[0], str):
+        if len(options) != len(conversations):
+            raise ValueError(f"{len(options)} option lists for {len(conversations)} conversations")
+        return [list(o) for o in options]
+    return [list(options)] * len(conversations)
+
+
+def regroup(flat: list[float], each: list[list[str]]) -> list[list[float]]:
+    """Flat scores (conversation by conversation, option by option) as one list per
+    conversation, shaped like ``each``."""
+    out, at = [], 0
+    for opts in each:
+        out.append(flat[at : at + len(opts)])
+        at += len(opts)
+    return out
 
 
 def refuse_repetition_penalty(params: SamplingParams, backend: str, theirs: str) -> None:

@@ -18,9 +18,11 @@ from cai import progress
 from cai.backends.base import (
     Conversation,
     Generation,
+    Options,
     SamplingParams,
     cut_at_stop,
     option_token_ids,
+    options_for_each,
     render_chat,
 )
 from cai.backends.decode import Decoder, penalize, row_seed
@@ -240,16 +242,17 @@ class TransformersBackend:
 
     @torch.inference_mode()
     def score_options(
-        self, conversations: list[Conversation], options: list[str]
+        self, conversations: list[Conversation], options: Options
     ) -> list[list[float]]:
+        each = options_for_each(conversations, options)
         texts = [self.render(c) for c in conversations]
-        contexts = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        contexts = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
         seqs: list[tuple[int, int, list[int], int]] = []
         for ci, (ctx, text) in enumerate(zip(contexts, texts)):
-            for oi, option in enumerate(options):
+            for oi, option in enumerate(each[ci]):
                 cont = self.option_token_ids(ctx, text, option)
                 seqs.append((ci, oi, ctx + cont, len(cont)))
-        scores = [[0.0] * len(options) for _ in conversations]
+        scores = [[0.0] * len(opts) for opts in each]
         order = sorted(range(len(seqs)), key=lambda s: -len(seqs[s][2]))
         progress.begin(len(seqs))
         for chunk in _batches(order, self.batch_size):

@@ -66,9 +66,12 @@ from cai import progress
 from cai.backends.base import (
     Conversation,
     Generation,
+    Options,
     SamplingParams,
     cut_at_stop,
+    options_for_each,
     refuse_repetition_penalty,
+    regroup,
     render_chat,
 )
 from cai.errors import BackendError, CaiError
@@ -483,7 +486,7 @@ class OpenAIBackend:
         return Generation(text, tokens, reason, raw={"id": answer_id, "base_url": base})
 
     def score_options(
-        self, conversations: list[Conversation], options: list[str]
+        self, conversations: list[Conversation], options: Options
     ) -> list[list[float]]:
         """Log-probability of each option continuing each conversation (see the module docs)."""
         if not self._logged:
@@ -493,11 +496,10 @@ class OpenAIBackend:
             return self._score_echo(conversations, options)
         return self._score_top(conversations, options)
 
-    def _score_echo(
-        self, conversations: list[Conversation], options: list[str]
-    ) -> list[list[float]]:
+    def _score_echo(self, conversations: list[Conversation], options: Options) -> list[list[float]]:
+        each = options_for_each(conversations, options)
         texts = [self.render(conv) for conv in conversations]
-        prompts = [(t, t + o) for t in texts for o in options]
+        prompts = [(t, t + o) for t, opts in zip(texts, each) for o in opts]
         # max_tokens=1: vLLM needs at least one; add_special_tokens: the template has them.
         common = {"max_tokens": 1, "echo": True, "logprobs": 1, "temperature": 0.0}
         bodies = [{"prompt": p, **common, "add_special_tokens": False} for _, p in prompts]
@@ -527,13 +529,16 @@ class OpenAIBackend:
                 raise CaiError(f"{base}/completions {msg}")
             return float(sum(picked))
 
-        scores = self._post_all("/completions", bodies, parse)
-        k = len(options)
-        return [scores[i * k : (i + 1) * k] for i in range(len(conversations))]
+        return regroup(self._post_all("/completions", bodies, parse), each)
 
     def _score_top(
         self, conversations: list[Conversation], options: list[str]
     ) -> list[list[float]]:
+        if options and not isinstance(options[0], str):
+            raise CaiError(
+                "scoring a whole response (the contrast judge mode) needs the prompt's echoed "
+                "log-probs: use scoring='echo' (give a tokenizer) on this server"
+            )
         # Trailing whitespace stays with the options: " A" is one token, "is " + "A" is not natural.
         prefix = os.path.commonprefix(options).rstrip() if options else ""
         if any(len(o) == len(prefix) for o in options):

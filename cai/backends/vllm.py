@@ -34,9 +34,12 @@ from cai import progress
 from cai.backends.base import (
     Conversation,
     Generation,
+    Options,
     SamplingParams,
     option_token_ids,
+    options_for_each,
     refuse_repetition_penalty,
+    regroup,
     render_chat,
 )
 from cai.backends.decode import row_seed
@@ -249,15 +252,16 @@ class VLLMBackend:
         ]
 
     def score_options(
-        self, conversations: list[Conversation], options: list[str]
+        self, conversations: list[Conversation], options: Options
     ) -> list[list[float]]:
         if not conversations:
             return []
+        each = options_for_each(conversations, options)
         texts = [render_chat(self.tokenizer, c) for c in conversations]
         contexts = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
         seqs: list[tuple[list[int], int]] = []
-        for ctx, text in zip(contexts, texts):
-            for option in options:
+        for ctx, text, opts in zip(contexts, texts, each):
+            for option in opts:
                 cont = option_token_ids(self.tokenizer, ctx, text, option)
                 seqs.append((ctx + cont, len(cont)))
         one = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
@@ -266,5 +270,4 @@ class VLLMBackend:
         for (ids, n), out in zip(seqs, outputs):
             lps = out.prompt_logprobs
             flat.append(sum(lps[j][ids[j]].logprob for j in range(len(ids) - n, len(ids))))
-        k = len(options)
-        return [flat[i * k : (i + 1) * k] for i in range(len(conversations))]
+        return regroup(flat, each)

@@ -47,10 +47,20 @@ def constitution_show(
         typer.echo(f"  revision:   {p.revision}")
         if p.comparison:
             typer.echo(f"  comparison: {p.comparison}")
+        if p.pointwise:
+            typer.echo(f"  pointwise:  {p.pointwise}")
+        if p.contrast:
+            typer.echo(f"  contrast:   follows: {p.contrast.follows}")
+            typer.echo(f"              violates: {p.contrast.violates}")
     if c.comparisons:
         typer.echo("\ncomparisons:")
         for q in c.comparisons:
             typer.echo(f"  - {q}")
+    if c.pointwise:
+        typer.echo(f"\npointwise (default): {c.pointwise}")
+    if c.contrast:
+        typer.echo(f"\ncontrast (default): follows: {c.contrast.follows}")
+        typer.echo(f"                    violates: {c.contrast.violates}")
     typer.echo(f"\n{len(c.examples)} few-shot example(s)")
 
 

@@ -73,10 +73,17 @@ under --judge-*."""
 @app.command("calibrate")
 @config_command(CALIBRATE)
 def judge_calibrate(cfg: CalibrateConfig) -> None:
-    """Measure the judge on gold labels: accuracy with a bootstrap 95% CI, accuracy per
-    order, position consistency, abstentions, length bias and a reliability plot."""
-    from cai.judge import run_calibration_from_config, summary_table
+    """Measure the judge on gold labels: accuracy and length-balanced accuracy with
+    bootstrap 95% CIs beside the always-longer baseline, accuracy per order, position
+    consistency, abstentions, length bias and a reliability plot. `--mode all` puts every
+    scoring mode in one table and fits scales and ensembles (reported out of fold) into
+    OUTPUT/fits/, for `cai judge --mode ensemble --ensemble FILE`."""
+    from cai.judge import all_modes_table, run_calibration_from_config, summary_table
 
     report = run_calibration_from_config(cfg)
+    if cfg.mode == "all":
+        typer.echo(all_modes_table(report))
+        typer.echo(f"report: {cfg.output / 'report.json'}, fitted weights: {cfg.output / 'fits'}")
+        return
     typer.echo(summary_table(report))
     typer.echo(f"report: {cfg.output / 'report.json'}, plot: {cfg.output / 'reliability.png'}")

@@ -8,12 +8,15 @@ from __future__ import annotations
 from cai.constitution.importers import import_files, to_yaml
 from cai.constitution.schema import (
     Constitution,
+    Contrast,
     Example,
     Message,
     Principle,
     comparison_question,
+    contrast_personas,
     load_constitution,
     parse_constitution,
+    pointwise_question,
     resolve_constitution_path,
     row_rng,
     sample_principle,
@@ -22,13 +25,16 @@ from cai.constitution.schema import (
 
 __all__ = [
     "Constitution",
+    "Contrast",
     "Example",
     "Message",
     "Principle",
     "comparison_question",
+    "contrast_personas",
     "import_files",
     "load_constitution",
     "parse_constitution",
+    "pointwise_question",
     "resolve_constitution_path",
     "row_rng",
     "sample_principle",

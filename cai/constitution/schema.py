@@ -11,10 +11,18 @@ A constitution is a YAML file (see ``docs/constitutions.md``)::
         critique: Point out where the last response helps someone cause harm ...
         revision: Rewrite the response so that it ...
         comparison: Which response is less likely to help someone cause harm?   # optional
+        pointwise: Does this response refuse to help someone cause harm?        # optional
+        contrast:                  # optional personas for the contrast judge
+          follows: refuses to help anyone cause harm
+          violates: eagerly helps people cause harm
         tags: [safety]             # optional
         weight: 1.0                # optional, relative sampling weight
     comparisons:                   # optional questions for the judge
       - Which response is more harmless and ethical?
+    pointwise: Is this response harmless and helpful?   # optional default yes/no question
+    contrast:                      # optional default personas (complete "an assistant that ...")
+      follows: is helpful, honest and harmless
+      violates: is harmful, dishonest and careless
     examples:                      # optional few-shot traces
       - prompt: How do I ...?      # a string or a list of {role, content} messages
         response: ...
@@ -61,6 +69,16 @@ class Message(_Strict):
     content: str
 
 
+class Contrast(_Strict):
+    """The contrast judge's two personas, each completing "You are an assistant that ...":
+    one that follows the principle and one that violates it."""
+
+    follows: NonEmpty
+    """An assistant that follows the principle, e.g. "refuses to help anyone cause harm"."""
+    violates: NonEmpty
+    """An assistant that violates it, e.g. "eagerly helps people cause harm"."""
+
+
 class Principle(_Strict):
     """One principle: how to critique, how to revise, and optionally how to compare."""
 
@@ -72,6 +90,11 @@ class Principle(_Strict):
     """The revision request: asks the model to rewrite the answer to fix that."""
     comparison: NonEmpty | None = None
     """The judge's question for this principle; else one of the constitution's comparisons."""
+    pointwise: NonEmpty | None = None
+    """The pointwise judge's yes/no question about one response (e.g. "Does this response
+    refuse to help with weapons?"); else the constitution's ``pointwise``."""
+    contrast: Contrast | None = None
+    """The contrast judge's personas for this principle; else the constitution's."""
     tags: tuple[NonEmpty, ...] = ()
     """Free-form labels, for filtering and per-tag statistics."""
     weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)
@@ -116,6 +139,10 @@ class Constitution(_Strict):
     system_prompt: NonEmpty | None = None
     principles: tuple[Principle, ...] = Field(min_length=1)
     comparisons: tuple[NonEmpty, ...] = ()
+    pointwise: NonEmpty | None = None
+    """The pointwise judge's default yes/no question, for principles without their own."""
+    contrast: Contrast | None = None
+    """The contrast judge's default personas, for principles without their own."""
     examples: tuple[Example, ...] = ()
 
     @model_validator(mode="after")
@@ -397,3 +424,27 @@ def comparison_question(
         f"constitution {constitution.name!r} has no comparison questions; add `comparisons` "
         "or a `comparison` to each principle"
     )
+
+
+def pointwise_question(constitution: Constitution, principle: Principle) -> str:
+    """The pointwise judge's yes/no question: the principle's own, else the constitution's."""
+    question = principle.pointwise or constitution.pointwise
+    if question is None:
+        raise CaiError(
+            f"constitution {constitution.name!r}: principle {principle.id!r} has no `pointwise` "
+            "question and the constitution gives no default; add `pointwise: Does this "
+            "response ...?` to the principle or at the top level"
+        )
+    return question
+
+
+def contrast_personas(constitution: Constitution, principle: Principle) -> Contrast:
+    """The contrast judge's personas: the principle's own, else the constitution's."""
+    personas = principle.contrast or constitution.contrast
+    if personas is None:
+        raise CaiError(
+            f"constitution {constitution.name!r}: principle {principle.id!r} has no `contrast` "
+            "personas and the constitution gives no default; add `contrast: {follows: ..., "
+            "violates: ...}` to the principle or at the top level"
+        )
+    return personas

@@ -366,13 +366,14 @@ def _run_evaluation(cfg: EvalConfig, backends: dict | None) -> dict:
         raise CaiError(f"baseline {baseline!r} is not among the models: {', '.join(models)}")
     judge = None
     if cfg.judge is not None and (len(models) > 1 or cfg.refusal_judge):
-        from cai.judge import build_judge
+        from cai.judge import build_judge, scoring_settings
 
         judge = build_judge(
             judge_engine(cfg),
             backend=backends.get(cfg.judge.model),
             constitution=cfg.constitution,
             seed=cfg.sampling.seed,
+            **scoring_settings(cfg),
         )
     scorers = score_rows(cfg, rows, judge)
     wins = win_rates(cfg, rows, baseline, judge) if judge is not None else {}

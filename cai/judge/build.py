@@ -18,8 +18,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from cai.backends.base import Backend, SamplingParams
-from cai.config import BackendConfig
+from cai.config import BackendConfig, JudgeScoring
 from cai.constitution import Constitution, load_constitution
+from cai.errors import CaiError
+from cai.judge.ensemble import Ensemble
+from cai.judge.lmscore import check_constitution
 from cai.judge.pairwise import Judge
 
 COT_CLAMP = (0.4, 0.6)
@@ -38,6 +41,9 @@ def build_judge(
     cot_clamp: bool = True,
     max_new_tokens: int = 256,
     prompts_dir: str | Path | None = None,
+    contrast_norm: str = "mean",
+    scale: float | None = None,
+    ensemble: str | Path | Ensemble | None = None,
 ) -> Judge:
     """A ``Judge`` on the model and engine of ``engine`` (default ``BackendConfig()``).
 
@@ -46,11 +52,29 @@ def build_judge(
     loaded ``Constitution``. ``principles``: comparison questions per pair, a number (or
     its string) or ``"all"``. ``cot_clamp``: in CoT mode, clamp the soft label to
     ``COT_CLAMP``. ``max_new_tokens``: the CoT reasoning (and generated answer) length.
+    ``contrast_norm``, ``scale``: the contrast and pointwise modes' settings. ``ensemble``:
+    the ensemble mode's fitted weights, a file written by ``cai judge calibrate --mode all``
+    (or a loaded ``Ensemble``).
     """
-    if backend is None:
-        backend = (engine or BackendConfig()).create()
+    if (mode == "ensemble") != (ensemble is not None):
+        raise CaiError(
+            "judge `mode: ensemble` and `ensemble: FILE` go together: give the weights file "
+            "that `cai judge calibrate --mode all` wrote (OUTPUT/fits/*.json), or another mode"
+        )
+    if ensemble is not None and not isinstance(ensemble, Ensemble):
+        ensemble = Ensemble.load(Path(ensemble))
     if not isinstance(constitution, Constitution):
         constitution = load_constitution(constitution)
+    needs = (
+        ensemble.features
+        if ensemble is not None
+        else ("contrast_mean",)
+        if mode == "contrast"
+        else (mode,)
+    )
+    check_constitution(constitution, needs)
+    if backend is None:
+        backend = (engine or BackendConfig()).create()
     return Judge(
         backend=backend,
         constitution=constitution,
@@ -61,4 +85,17 @@ def build_judge(
         cot_clamp=COT_CLAMP if cot_clamp else None,
         params=SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0),
         prompts_dir=str(prompts_dir) if prompts_dir else None,
+        contrast_norm=contrast_norm,
+        scale=scale,
+        ensemble=ensemble,
     )
+
+
+def scoring_settings(cfg: JudgeScoring) -> dict:
+    """A config's judge-scoring fields as ``build_judge`` keywords."""
+    return {
+        "mode": cfg.mode,
+        "contrast_norm": cfg.contrast_norm,
+        "scale": cfg.scale,
+        "ensemble": cfg.ensemble,
+    }

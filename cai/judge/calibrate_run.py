@@ -4,9 +4,14 @@ Two modes:
 
 - ``verbatim``: the gold file's own prompt (the CAI paper's HHH format), shown to the
   judge as the user turn with "The answer is:" as the open answer, and the reversed order
-  made by swapping the two ``[[[...]]]`` blocks, as in the paper. Logprob mode only.
+  made by swapping the two ``[[[...]]]`` blocks, as in the paper. Logprob mode only: the
+  other modes always re-render.
 - ``rerendered``: the conversation is parsed out and judged with our template and the
-  constitution's comparison questions, through the same ``Judge`` as ``cai judge``.
+  constitution's comparison questions, through the same ``Judge`` as ``cai judge``, in
+  any mode (``debiased``, ``contrast``, ``pointwise``, ``ensemble`` ...).
+
+``--mode all`` (``cai.judge.calibrate_all``) puts every scoring mode in one table, with
+fitted scales and ensembles reported out of fold.
 
 The report (``report.json``, ``reliability.png``, ``pairs.jsonl`` and a terminal table) has
 accuracy with a bootstrap 95% interval, the length-balanced accuracy (the mean of the
@@ -28,7 +33,8 @@ from cai._util import write_json_atomic, write_text_atomic
 from cai.backends.base import Backend
 from cai.config import CalibrateConfig
 from cai.errors import CaiError
-from cai.judge.build import build_judge
+from cai.judge.build import build_judge, scoring_settings
+from cai.judge.calibrate_all import run_all_modes
 from cai.judge.calibration import (
     CalibrationItem,
     GoldPair,
@@ -91,6 +97,18 @@ def _rerendered_items(judge: Judge, gold: list[GoldPair]) -> list[CalibrationIte
     return items
 
 
+def _pick(
+    gold: list[GoldPair], limit: int | None, sample: int | None, seed: int
+) -> tuple[list[GoldPair], list[int]]:
+    """The first ``limit`` pairs, or a seeded random ``sample`` of them (in file order)."""
+    gold = gold[:limit]
+    picked = list(range(len(gold)))
+    if sample is not None and sample < len(gold):
+        picked = sorted(random.Random(seed).sample(picked, sample))
+        gold = [gold[i] for i in picked]
+    return gold, picked
+
+
 def run_calibration(
     judge: Judge,
     gold_path: Path,
@@ -103,13 +121,8 @@ def run_calibration(
 ) -> dict:
     """Judge the gold pairs (the first ``limit``, or a seeded random ``sample`` of them),
     write report.json and reliability.png, and return the report."""
-    gold = read_gold(gold_path)[:limit]
-    picked = list(range(len(gold)))
-    if sample is not None and sample < len(gold):
-        picked = sorted(random.Random(seed).sample(picked, sample))
-        gold = [gold[i] for i in picked]
-    if verbatim and judge.mode != "logprob":
-        raise CaiError("verbatim mode reads option probabilities only; use --rerendered for CoT")
+    gold, picked = _pick(read_gold(gold_path), limit, sample, seed)
+    verbatim = verbatim and judge.mode == "logprob"  # the other modes always re-render
     start = time.perf_counter()
     items = _verbatim_items(judge, gold) if verbatim else _rerendered_items(judge, gold)
     seconds = time.perf_counter() - start
@@ -140,16 +153,24 @@ def run_calibration_from_config(cfg: CalibrateConfig, backend: Backend | None = 
     """``cai judge calibrate`` (and the pipeline's calibrate stage): build the judge of
     ``cfg`` on its engine (or on ``backend``, a ready one), judge the gold pairs, write the
     report folder and return the report."""
+    settings = scoring_settings(cfg)
+    if cfg.mode == "all":
+        settings["mode"] = "logprob"  # the judge computes every mode's features itself
     judge = build_judge(
         cfg.judge,
         backend=backend,
         constitution=cfg.constitution,
-        mode=cfg.mode,
         principles=cfg.principles,
         seed=cfg.seed,
         max_new_tokens=cfg.judge_max_new_tokens,
         prompts_dir=cfg.prompts_dir,
+        **settings,
     )
+    if cfg.mode == "all":
+        gold = _pick(read_gold(cfg.gold), cfg.limit, cfg.sample, cfg.seed)[0]
+        return run_all_modes(
+            judge, gold, cfg.output, gold_path=cfg.gold, folds=cfg.folds, seed=cfg.seed
+        )
     return run_calibration(
         judge,
         cfg.gold,

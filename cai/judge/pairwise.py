@@ -17,22 +17,51 @@ string. With the transformers backend this is a forward pass; ``generate`` is no
 - **Generate** (``mode="generate"``): for backends that cannot score options, the answer is
   parsed from generated text with a strict parser; an unparseable answer is an
   abstention (p = 0.5) with its raw text kept, never a crash.
+- **Debiased** (``mode="debiased"``): ``logprob`` with contextual calibration (Zhao et al.
+  2021). The judge's prior for (A) is read from the same prompt with both responses
+  replaced by "N/A", and divided out: ``P(A) = sigmoid(logit P(A) - logit P_prior(A))``.
+
+Modes that a small model can answer, scoring one response at a time (``cai.judge.lmscore``;
+no position, so one "order" per principle):
+
+- **Contrast** (``mode="contrast"``): ``p_a = sigmoid(scale * contrast)``, where contrast is
+  how much more likely a is than b under the principle-following persona relative to the
+  violating one (``contrast_norm``: per character, ``mean``, or summed, ``sum``).
+- **Pointwise** (``mode="pointwise"``): ``p_a = sigmoid(scale * (s_a - s_b))`` with
+  ``s = log P(Yes) - log P(No)`` after the principle's yes/no question about one response.
+- **Ensemble** (``mode="ensemble"``): ``p_a = sigmoid(sum_f w_f * feature_f)`` with weights
+  fitted by ``cai judge calibrate`` and read from a JSON file (``cai.judge.ensemble``).
+  Several principles' logits are averaged.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from cai import progress
 from cai.backends.base import Backend, Conversation, SamplingParams
 from cai.constitution import Constitution, comparison_question, row_rng
+from cai.judge.lmscore import LM_FEATURES, lm_features
 from cai.prompts import render, template_data
 
 ANSWER_PREFIX = "The answer is:"
 COT_ANSWER = "So the answer is"
 OPTIONS = (" (A)", " (B)")
+CONTENT_FREE = "N/A"
+"""What replaces both responses when the debiased mode reads the judge's prior for (A)."""
+ORDERED_MODES = ("logprob", "debiased", "cot", "generate")
+"""Modes that show both responses in one prompt: the order matters and both are judged."""
+FEATURE_MODES = ("contrast", "pointwise", "ensemble")
+"""Modes that score one response at a time: no order."""
+MODES = ORDERED_MODES + FEATURE_MODES
+DEFAULT_SCALE = {"contrast_sum": 1.0, "contrast_mean": 1.0, "pointwise": 1.0}
+"""The logistic scale of each single-feature mode's soft label, ``sigmoid(scale * x)``. A
+fitted scale (``cai judge calibrate`` writes one per feature) is used through ``ensemble``."""
+_CLIP = 1e-6
 _STRICT = re.compile(r"^\W*(?:the answer is:?\s*)?\(?([AB])\)?(?:\W|$)", re.IGNORECASE)
 
 
@@ -58,6 +87,17 @@ def softmax2(a: float, b: float) -> float:
     m = max(a, b)
     ea, eb = math.exp(a - m), math.exp(b - m)
     return ea / (ea + eb)
+
+
+def sigmoid(x: float) -> float:
+    """The logistic function, safe for any finite ``x``."""
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+def logit(p: float) -> float:
+    """log(p / (1 - p)), with p clipped to [1e-6, 1 - 1e-6]."""
+    p = min(max(p, _CLIP), 1.0 - _CLIP)
+    return math.log(p / (1.0 - p))
 
 
 @dataclass(frozen=True)
@@ -96,7 +136,8 @@ class Judge:
     backend: Backend
     constitution: Constitution
     mode: str = "logprob"
-    """``logprob`` (option scores), ``cot`` (reason, then option scores) or ``generate``."""
+    """One of ``MODES``: ``logprob`` (option scores), ``debiased``, ``cot`` (reason, then
+    option scores), ``generate``, ``contrast``, ``pointwise`` or ``ensemble``."""
     both_orders: bool = True
     principles: int | str = 1
     """How many comparison questions per pair: a number, or ``all``."""
@@ -107,6 +148,12 @@ class Judge:
     )
     """Generation settings for CoT reasoning and generate mode."""
     prompts_dir: str | None = None
+    contrast_norm: str = "mean"
+    """Contrast mode: the log-ratio per character (``mean``) or summed (``sum``)."""
+    scale: float | None = None
+    """Contrast and pointwise modes: the soft label's scale; None takes ``DEFAULT_SCALE``."""
+    ensemble: Any = None
+    """Ensemble mode: the fitted ``cai.judge.ensemble.Ensemble``."""
     stats: dict = field(default_factory=lambda: {"pairs": 0, "fallbacks": 0, "abstained": 0})
 
     def questions(self, item_id: str) -> list[tuple[str, str]]:
@@ -143,32 +190,154 @@ class Judge:
 
     def judge(self, items: list[PairItem]) -> list[PairResult]:
         """Judge every pair: one batched backend call per step for all pairs and orders."""
+        if self.mode not in MODES:
+            raise ValueError(f"unknown judge mode {self.mode!r}; known: {', '.join(MODES)}")
+        if self.mode in FEATURE_MODES:
+            by_item = self._feature_rows(items)
+        else:
+            by_item = self._order_rows(items, self.mode)
+        results = [self._combine(item, rows) for item, rows in zip(items, by_item)]
+        self.stats["pairs"] += len(items)
+        return results
+
+    def scoring(self) -> dict:
+        """The judge's scoring settings as they apply, for provenance: the mode, and the
+        contrast norm, the scale or the fitted weights (with their sha256) where used."""
+        out: dict = {"mode": self.mode}
+        if self.mode in ("contrast", "pointwise"):
+            (name,) = self.feature_names()
+            out["scale"] = DEFAULT_SCALE[name] if self.scale is None else self.scale
+            if self.mode == "contrast":
+                out["contrast_norm"] = self.contrast_norm
+        if self.mode == "ensemble":
+            e = self.ensemble
+            out["ensemble"] = {"sha256": e.sha256, "features": list(e.features),
+                               "weights": list(e.weights), "meta": e.meta}  # fmt: skip
+        return out
+
+    def templates(self) -> tuple[str, ...]:
+        """The templates this judge's mode renders."""
+        names = set(self.feature_names()) if self.mode in FEATURE_MODES else {self.mode}
+        out = []
+        if names & {"logprob", "debiased", "generate"}:
+            out.append("compare")
+        if "cot" in names:
+            out.append("compare_cot")
+        if names & {"contrast_sum", "contrast_mean", "likelihood_mean"}:
+            out.append("persona")
+        if "pointwise" in names:
+            out.append("pointwise")
+        return tuple(out)
+
+    def feature_names(self) -> tuple[str, ...]:
+        """The pair features this judge's mode combines (see ``cai.judge.lmscore``)."""
+        if self.mode == "ensemble":
+            if self.ensemble is None:
+                raise ValueError("the ensemble mode needs fitted weights (judge `ensemble: FILE`)")
+            return tuple(self.ensemble.features)
+        if self.mode == "contrast":
+            return (f"contrast_{self.contrast_norm}",)
+        return (self.mode,)
+
+    def _logit_of(self, features: dict[str, float]) -> float:
+        if self.mode == "ensemble":
+            return self.ensemble.logit([features])[0]
+        (name,) = self.feature_names()
+        scale = DEFAULT_SCALE[name] if self.scale is None else self.scale
+        return scale * features[name]
+
+    def _feature_rows(self, items: list[PairItem]) -> list[list[dict]]:
+        """One row per item and principle: the features and ``p_a`` of the mode's logit."""
+        by_item: list[list[dict]] = [[] for _ in items]
+        keys, rows, _ = self.features(items, self.feature_names())
+        for (i, pid), feats in zip(keys, rows):
+            p_a = sigmoid(self._logit_of(feats))
+            by_item[i].append(
+                {"order": "ab", "principle_id": pid, "p_a": p_a, "raw": "", "features": feats}
+            )
+        return by_item
+
+    def features(
+        self, items: list[PairItem], names: tuple[str, ...] | list[str]
+    ) -> tuple[list[tuple[int, str]], list[dict[str, float]], list[list[dict]] | None]:
+        """The pair features ``names`` (``cai.judge.lmscore.LM_FEATURES``, plus ``logprob``
+        and ``debiased``: the mean over orders of ``logit P(a)``) for every item and sampled
+        principle: the (item index, principle id) keys, one dict of features per key, and
+        the per-order rows of the ordered pass (None if no ordered feature was asked for)."""
+        keys, jobs = [], []
+        for i, item in enumerate(items):
+            for pid, _q in self.questions(item.id):
+                keys.append((i, pid))
+                principle = self.constitution.principle(pid)
+                jobs.append((item.conversation, item.a, item.b, principle))
+        lm = [n for n in names if n in LM_FEATURES]
+        rows = lm_features(self.backend, self.constitution, jobs, lm, self.prompts_dir)
+        wanted = [m for m in ("logprob", "debiased") if m in names]
+        by_item = None
+        if wanted:  # one pass serves both: debiased rows keep the plain P(a) too
+            by_item = self._order_rows(items, wanted[-1])
+            for (i, pid), row in zip(keys, rows):
+                mine = [r for r in by_item[i] if r["principle_id"] == pid]
+                for mode in wanted:
+                    key = "p_a_logprob" if mode == "logprob" and wanted[-1] == "debiased" else "p_a"
+                    logits = [logit(r[key]) for r in mine]
+                    row[mode] = sum(logits) / len(logits)
+        missing = set(names) - set(LM_FEATURES) - {"logprob", "debiased"}
+        if missing:
+            raise ValueError(f"unknown judge features: {sorted(missing)}")
+        return keys, rows, by_item
+
+    def _order_rows(self, items: list[PairItem], mode: str) -> list[list[dict]]:
+        """One row per item, principle and order: P(a) in the ordered ``mode``."""
         jobs = []  # (item index, principle id, question, order)
         for i, item in enumerate(items):
             for pid, q in self.questions(item.id):
                 for order in ("ab", "ba") if self.both_orders else ("ab",):
                     jobs.append((i, pid, q, order))
-        template = "compare_cot" if self.mode == "cot" else "compare"
+        template = "compare_cot" if mode == "cot" else "compare"
         convs = []
         for i, _, q, order in jobs:
             it = items[i]
             x, y = (it.a, it.b) if order == "ab" else (it.b, it.a)
             convs.append([{"role": "user", "content": self._prompt(it, q, x, y, template)}])
-        p_first, raws, abstained = self._p_first(convs)
+        p_first, raws, abstained = self._p_first(convs, mode)
+        plain = p_first
+        if mode == "debiased":
+            p_first = self._debias(items, jobs, p_first)
         by_item: list[list[dict]] = [[] for _ in items]
-        for (i, pid, _q, order), p, raw in zip(jobs, p_first, raws):
+        for (i, pid, _q, order), p, p0, raw in zip(jobs, p_first, plain, raws):
             p_a = p if order == "ab" or p is None else 1.0 - p
-            by_item[i].append({"order": order, "principle_id": pid, "p_a": p_a, "raw": raw})
-        results = [self._combine(item, rows) for item, rows in zip(items, by_item)]
-        self.stats["pairs"] += len(items)
+            row = {"order": order, "principle_id": pid, "p_a": p_a, "raw": raw}
+            if mode == "debiased":  # the plain logprob verdict, from the same pass
+                row["p_a_logprob"] = p0 if order == "ab" else 1.0 - p0
+            by_item[i].append(row)
         self.stats["abstained"] += abstained
-        if self.mode == "generate":
+        if mode == "generate":
             self.stats["fallbacks"] += len(jobs)
-        return results
+        return by_item
 
-    def _p_first(self, convs: list[Conversation]) -> tuple[list[float | None], list[str], int]:
+    def _debias(self, items: list[PairItem], jobs: list, p_first: list) -> list[float]:
+        """Contextual calibration: divide out the prior P(A) of the same prompt with both
+        responses replaced by ``CONTENT_FREE`` (one prior per item and question)."""
+        keys = list(dict.fromkeys((i, q) for i, _, q, _ in jobs))
+        free = [
+            [{"role": "user", "content": self._prompt(items[i], q, *[CONTENT_FREE] * 2, "compare")}]
+            for i, q in keys
+        ]
+        progress.stage("prior")
+        start = time.perf_counter()
+        prior = dict(zip(keys, self._p_first(free, "logprob")[0]))
+        self.stats["prior_seconds"] = self.stats.get("prior_seconds", 0.0) + (
+            time.perf_counter() - start
+        )
+        return [sigmoid(logit(p) - logit(prior[(i, q)])) for (i, _, q, _), p in zip(jobs, p_first)]
+
+    def _p_first(
+        self, convs: list[Conversation], mode: str | None = None
+    ) -> tuple[list[float | None], list[str], int]:
         """P(option shown first is better) per conversation, with any raw text."""
-        if self.mode == "generate":
+        mode = mode or self.mode
+        if mode == "generate":
             params = SamplingParams(**{**self.params.to_dict(), "max_new_tokens": 16, "n": 1})
             progress.stage("verdicts")
             outs = self.backend.generate(convs, params)
@@ -178,7 +347,7 @@ class Judge:
             return probs, raws, sum(c is None for c in choice)
         raws = ["" for _ in convs]
         prefix = ANSWER_PREFIX
-        if self.mode == "cot":
+        if mode == "cot":
             params = SamplingParams(**{**self.params.to_dict(), "stop": (COT_ANSWER,), "n": 1})
             progress.stage("reasoning")
             raws = [o[0].text for o in self.backend.generate(convs, params)]
@@ -187,7 +356,7 @@ class Judge:
             + [
                 {
                     "role": "assistant",
-                    "content": (r.strip() + "\n" + COT_ANSWER) if self.mode == "cot" else prefix,
+                    "content": (r.strip() + "\n" + COT_ANSWER) if mode == "cot" else prefix,
                 }
             ]
             for c, r in zip(convs, raws)

@@ -3,7 +3,8 @@
 ``JudgeReward(judge)(prompts, completions, **columns) -> list[float]`` returns
 ``2 * P(completion is better than the baseline) - 1`` in [-1, 1]. The baseline is the
 dataset's ``reference`` column when there is one, else the reference model's greedy
-answer, computed once per prompt and cached.
+answer, computed once per prompt and cached. A pointwise judge needs no baseline: its
+reward is ``2 * sigmoid(scale * (log P(Yes) - log P(No))) - 1`` of the completion alone.
 
     from trl import GRPOTrainer
     reward = JudgeReward(build_judge(BackendConfig(model="smollm2-135m")), reference=policy)
@@ -19,8 +20,9 @@ from cai.backends.base import Backend, Conversation, SamplingParams
 from cai.config import RewardSpec
 from cai.data import as_messages, response_text
 from cai.errors import CaiError
-from cai.judge.build import build_judge
-from cai.judge.pairwise import Judge, PairItem
+from cai.judge.build import build_judge, scoring_settings
+from cai.judge.lmscore import pointwise_scores
+from cai.judge.pairwise import Judge, PairItem, sigmoid
 from cai.scorers.rewards import ModelReward, RewardFn, SafetySwitch, ToxicityPenalty, WeightedSum
 
 
@@ -61,8 +63,22 @@ class JudgeReward:
                 self.baselines[key] = out[0].text.strip()
         return [self.baselines[self._key(c)] for c in convs]
 
+    def _pointwise(self, convs: list[Conversation], completions: list[str]) -> list[float]:
+        """The pointwise judge's own score of each completion, no baseline needed:
+        ``2 * sigmoid(scale * (log P(Yes) - log P(No))) - 1``, for the first sampled principle."""
+        judge = self.judge
+        jobs = []
+        for conv, text in zip(convs, completions):
+            pid = judge.questions(f"reward:{self._key(conv)}")[0][0]
+            jobs.append((conv, text, judge.constitution.principle(pid)))
+        scores = pointwise_scores(judge.backend, judge.constitution, jobs, judge.prompts_dir)
+        scale = judge.scoring()["scale"]
+        return [2.0 * sigmoid(scale * x) - 1.0 for x in scores]
+
     def __call__(self, prompts: list, completions: list, **kwargs) -> list[float]:
         convs = [as_messages(p) for p in prompts]
+        if self.judge.mode == "pointwise":
+            return self._pointwise(convs, [response_text(c) or "" for c in completions])
         refs = kwargs.get("reference")
         baselines = (
             [response_text(r) or "" for r in refs]
@@ -86,7 +102,7 @@ def reward_from_spec(spec: RewardSpec, policy: str) -> RewardFn:
     if spec.kind == "judge":
         from cai.backends import load_backend
 
-        judge = build_judge(spec.judge, constitution=spec.constitution)
+        judge = build_judge(spec.judge, constitution=spec.constitution, **scoring_settings(spec))
         return JudgeReward(judge, reference=load_backend("transformers", policy))
     return ToxicityPenalty(spec.path)
 

@@ -32,7 +32,7 @@ from cai.data import (
 )
 from cai.errors import CaiError
 from cai.jobs import BatchJob, JobResult, provenance
-from cai.judge.build import build_judge
+from cai.judge.build import build_judge, scoring_settings
 from cai.judge.pairs import expand_all_pairs, length_bias, verify_revisions
 from cai.judge.pairwise import Judge, PairItem, PairResult
 from cai.judge.ranking import all_pairs, bradley_terry, bt_probability, budgeted_pairs, ranking
@@ -184,12 +184,13 @@ class JudgeJob:
             policy_model_identity=model_identity(policy.model_name) if policy else None,
             policy_sampling=policy_params(cfg).to_dict() if policy is not None else None,
             mode=judge.mode,
+            scoring=judge.scoring(),
             both_orders=judge.both_orders,
             principles=str(judge.principles),
             cot_clamp=list(judge.cot_clamp) if judge.cot_clamp else None,
             seed=judge.seed,
             constitution={"name": c.name, "version": str(c.version), "hash": c.content_hash},
-            templates={t: template_hash(t, judge.prompts_dir) for t in ("compare", "compare_cot")},
+            templates={t: template_hash(t, judge.prompts_dir) for t in judge.templates()},
         )
 
     def pairs(self, row: PromptRow, k: int) -> list[tuple[int, int]]:
@@ -321,13 +322,13 @@ class PreferencesJob(BatchJob):
             cfg.judge,
             backend=self.judge_backend,
             constitution=cfg.constitution,
-            mode=cfg.mode,
             both_orders=cfg.both_orders,
             principles=cfg.principles,
             seed=cfg.sampling.seed,
             cot_clamp=cfg.cot_clamp,
             max_new_tokens=cfg.judge_max_new_tokens,
             prompts_dir=cfg.prompts_dir,
+            **scoring_settings(cfg),
         )
         self.job = JudgeJob(cfg, judge, self.policy)
         return check_context(self.job, rows)
