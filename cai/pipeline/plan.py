@@ -9,6 +9,7 @@ whose trl settings are invalid, before any stage touches its folder.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +131,9 @@ def plan(recipe: Recipe, source: str = "recipe") -> list[StagePlan]:
         }
         if hand := _hand_folders(cfg, recipe):
             blob["folders"] = hand
+        weights = getattr(cfg, "ensemble", None)
+        if weights is not None and Path(weights).is_file():  # the judge's fitted weights
+            blob["ensemble"] = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
         key = canonical_hash(blob, 16)
         keys[name] = key
         folder = out(recipe, name)

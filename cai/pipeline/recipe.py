@@ -28,7 +28,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError
 
-from cai.config import CaiConfig, first_error
+from cai.config import CaiConfig, JudgeScoring, first_error
 from cai.errors import CaiError
 from cai.models import DEFAULT_MODEL
 
@@ -69,12 +69,17 @@ class Recipe(CaiConfig):
     """Which stages run; they always run in the pipeline's order."""
     revisions: dict[str, Any] = {}
     sft: dict[str, Any] = {}
+    judging: JudgeScoring = Field(default_factory=JudgeScoring)
+    """How the recipe's judge scores, for every stage that judges (judge, calibrate,
+    evaluate's win rates, a judge reward): `mode` (logprob, debiased, contrast, pointwise,
+    ensemble ...), `contrast_norm`, `scale`, `ensemble` (a weights file from `cai judge
+    calibrate --mode all`). A stage's own section may still override a field."""
     judge: dict[str, Any] = {}
     calibrate: dict[str, Any] = {}
     """`cai judge calibrate`'s fields (CalibrateConfig): `gold` (a gold-label file, required;
     the stage is skipped, and says so, if it is absent), `limit` or a seeded `sample`,
-    `mode` (logprob or cot), `verbatim` (default true in logprob mode), `judge` (its
-    engine; the model defaults to `models.judge`)."""
+    `mode` (default the recipe's `judging.mode`; `all` for the every-mode table),
+    `verbatim` (logprob only), `judge` (its engine; the model defaults to `models.judge`)."""
     reward: dict[str, Any] = {}
     dpo: dict[str, Any] = {}
     ppo: dict[str, Any] = {}

@@ -64,6 +64,7 @@ def policy_before(recipe: Recipe, stage: str) -> tuple[str, tuple[str, ...]]:
 def wiring(recipe: Recipe, stage: str) -> Wiring:
     r, o = recipe, str(out(recipe, stage))
     seed = r.seed
+    judging = r.judging.model_dump(mode="json", include=r.judging.model_fields_set)
     if stage == "revisions":
         return Wiring(
             {"prompts": r.prompts.red_team, "constitution": r.constitution,
@@ -76,11 +77,11 @@ def wiring(recipe: Recipe, stage: str) -> Wiring:
         policy, deps = policy_before(r, "dpo")  # the SFT model if there is one
         return Wiring(
             {"prompts": r.prompts.red_team, "constitution": r.constitution, "num_candidates": 2,
-             "judge": {"model": r.models.judge}, "sampling": {"seed": seed}},
+             "judge": {"model": r.models.judge}, "sampling": {"seed": seed}, **judging},
             {"output": o, "policy.model": policy}, deps)  # fmt: skip
     if stage == "calibrate":
         return Wiring({"judge": {"model": r.models.judge}, "constitution": r.constitution,
-                       "seed": seed}, {"output": o}, ())  # fmt: skip
+                       "seed": seed, **judging}, {"output": o}, ())  # fmt: skip
     if stage in ("reward", "dpo"):
         policy, deps = policy_before(r, "dpo")
         owned = {"output": o, "model": policy, "dataset": str(out(r, "judge"))}
@@ -97,14 +98,15 @@ def wiring(recipe: Recipe, stage: str) -> Wiring:
                 defaults["rewards"] = [{"kind": "model", "path": str(out(r, "reward"))}]
         elif stage == "grpo":
             defaults["rewards"] = [{"kind": "judge", "judge": {"model": r.models.judge},
-                                    "constitution": r.constitution}]  # fmt: skip
+                                    "constitution": r.constitution, **judging}]  # fmt: skip
         return Wiring(defaults, owned, deps)
     if stage == "evaluate":
         trained = [s for s in MODEL_STAGES if s in r.run]
         models = [r.models.policy, *(str(out(r, s)) for s in trained)]
         deps = list(trained)
         defaults = {"prompts": r.prompts.evaluate, "judge": {"model": r.models.judge},
-                    "constitution": r.constitution, "sampling": {"seed": seed}}  # fmt: skip
+                    "constitution": r.constitution, "sampling": {"seed": seed},
+                    **judging}  # fmt: skip
         if "reward" in r.run:
             defaults["reward_models"] = [str(out(r, "reward"))]
             deps.append("reward")
@@ -172,8 +174,7 @@ def _calibrate(cfg: CalibrateConfig) -> dict:
         return {"skipped": f"no gold file at {cfg.gold}"}
     from cai.judge import run_calibration_from_config
 
-    verbatim = cfg.verbatim and cfg.mode == "logprob"
-    return run_calibration_from_config(cfg.model_copy(update={"verbatim": verbatim}))
+    return run_calibration_from_config(cfg)
 
 
 def _runner(stage: str) -> Callable[[Any], dict]:
