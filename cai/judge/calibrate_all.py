@@ -190,7 +190,9 @@ def run_all_modes(
                 "id": g.id,
                 "len_correct": len(g.correct),
                 "len_incorrect": len(g.incorrect),
-                "p_correct": {m: round(p[k], 6) for m, p in p_correct.items()},
+                "p_correct": p_correct[best][k],
+                "best": best,
+                "p_correct_by_mode": {m: round(p[k], 6) for m, p in p_correct.items()},
                 "features": f,
             }
         )  # fmt: skip
