@@ -29,7 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from cai._util import write_json_atomic, write_text_atomic
-from cai.judge.calibration import CalibrationItem, GoldPair, calibration_report
+from cai.judge.calibration import (
+    CalibrationItem,
+    GoldPair,
+    calibration_report,
+    orderless_item,
+    orderless_report,
+)
 from cai.judge.ensemble import balanced_weights, fit, out_of_fold
 from cai.judge.lmscore import CONTRAST
 from cai.judge.pairwise import DEFAULT_SCALE, Judge, PairItem, sigmoid
@@ -76,14 +82,14 @@ def _item(g: GoldPair, ps: list[float], firsts: list[bool]) -> CalibrationItem:
     return CalibrationItem(ps, firsts, len(g.correct), len(g.incorrect), g.id)
 
 
-def _orderless(gold: list[GoldPair], logits: np.ndarray) -> dict:
-    """The report of soft labels with no order: each pair counted once, its reliability
-    symmetrised (P(correct) and 1 - P(incorrect)); no consistency or (A) win rate."""
-    items = [_item(g, [sigmoid(float(z))] * 2, [True, False]) for g, z in zip(gold, logits)]
-    report = calibration_report(items)
-    report["accuracy_by_order"] = report["accuracy_by_order"][:1]
-    report.update(position_consistency=None, a_win_rate=None)
-    return report
+def logit_report(gold: list[GoldPair], logits: np.ndarray | list[float]) -> dict:
+    """The calibration report of orderless soft labels ``sigmoid(logit)`` of P(correct)."""
+    return orderless_report(
+        [
+            orderless_item(sigmoid(float(z)), len(g.correct), len(g.incorrect), g.id)
+            for g, z in zip(gold, logits)
+        ]  # fmt: skip
+    )
 
 
 def _row(kind: str, features: tuple[str, ...], report: dict, seconds: float | None, n: int):
@@ -124,7 +130,7 @@ def run_all_modes(
             p_correct[mode] = [float(np.mean(p)) for p in per]
         else:
             z = np.array([DEFAULT_SCALE.get(mode, 1.0) * f[mode] for f in feats])
-            report = _orderless(gold, z)
+            report = logit_report(gold, z)
             p_correct[mode] = [sigmoid(float(v)) for v in z]
         modes[mode] = _row("unfitted", (mode,), report, cost[mode], n)
     X_all = {name: np.array([f[name] for f in feats]) for name in feats[0]}
@@ -139,7 +145,7 @@ def run_all_modes(
     for name, features in fitted_sets.items():
         X = np.column_stack([X_all[f] for f in features])
         oof = out_of_fold(X, features, folds=folds, seed=seed, sample_weight=weights)
-        report = _orderless(gold, oof)
+        report = logit_report(gold, oof)
         seconds = _sum_cost(cost, features)
         modes[name] = _row(f"fitted, {folds}-fold out of fold", features, report, seconds, n)
         p_correct[name] = [sigmoid(float(v)) for v in oof]

@@ -29,22 +29,27 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from cai._util import write_json_atomic, write_text_atomic
 from cai.backends.base import Backend
 from cai.config import CalibrateConfig
 from cai.errors import CaiError
 from cai.judge.build import build_judge, scoring_settings
-from cai.judge.calibrate_all import run_all_modes
+from cai.judge.calibrate_all import logit_report, run_all_modes
 from cai.judge.calibration import (
     CalibrationItem,
     GoldPair,
     calibration_report,
+    orderless_item,
+    orderless_report,
     pair_records,
     read_gold,
     reliability_plot,
     swap_verbatim,
 )
-from cai.judge.pairwise import ANSWER_PREFIX, Judge, PairItem
+from cai.judge.ensemble import balanced_weights, out_of_fold
+from cai.judge.pairwise import ANSWER_PREFIX, FEATURE_MODES, Judge, PairItem
 from cai.progress import JobBar
 
 _SUFFIX = "The answer is:"
@@ -87,10 +92,19 @@ def _verbatim_items(judge: Judge, gold: list[GoldPair]) -> list[CalibrationItem]
     return items
 
 
-def _rerendered_items(judge: Judge, gold: list[GoldPair]) -> list[CalibrationItem]:
+def _rerendered_items(
+    judge: Judge, gold: list[GoldPair], results: list | None = None
+) -> list[CalibrationItem]:
+    """The judge's verdicts on ``gold`` through our templates; each ``PairResult`` is also
+    appended to ``results`` when given."""
     pairs = [PairItem(g.id, g.conversation, g.correct, g.incorrect) for g in gold]
     items = []
     for g, r in zip(gold, _in_chunks(pairs, judge.judge)):
+        if results is not None:
+            results.append(r)
+        if judge.mode in FEATURE_MODES:
+            items.append(orderless_item(r.p_a, len(g.correct), len(g.incorrect), g.id))
+            continue
         p_by_order = [o["p_a"] for o in r.orders]
         firsts = [o["order"] == "ab" for o in r.orders]
         items.append(CalibrationItem(p_by_order, firsts, len(g.correct), len(g.incorrect), g.id))
@@ -118,15 +132,27 @@ def run_calibration(
     limit: int | None = None,
     sample: int | None = None,
     seed: int = 0,
+    folds: int = 5,
 ) -> dict:
     """Judge the gold pairs (the first ``limit``, or a seeded random ``sample`` of them),
-    write report.json and reliability.png, and return the report."""
+    write report.json and reliability.png, and return the report.
+
+    An ensemble judge's weights were fitted on gold pairs, maybe these ones, so its
+    headline figures are out of fold: the ensemble's features refitted with ``folds``-fold
+    cross-validation on these pairs (each scored by weights that never saw it); the
+    figures of the weights as shipped are kept under ``shipped_weights``."""
     gold, picked = _pick(read_gold(gold_path), limit, sample, seed)
     verbatim = verbatim and judge.mode == "logprob"  # the other modes always re-render
     start = time.perf_counter()
-    items = _verbatim_items(judge, gold) if verbatim else _rerendered_items(judge, gold)
+    results: list = []
+    items = _verbatim_items(judge, gold) if verbatim else _rerendered_items(judge, gold, results)
     seconds = time.perf_counter() - start
-    report = calibration_report(items)
+    if judge.mode in FEATURE_MODES:
+        report = orderless_report(items)
+    else:
+        report = calibration_report(items)
+    if judge.mode == "ensemble":
+        report = _out_of_fold(judge, gold, items, results, report, folds, seed)
     report.update(
         gold=str(gold_path),
         subsample={"seed": seed, "rows": picked} if sample is not None else None,
@@ -146,6 +172,34 @@ def run_calibration(
     )
     title = f"{judge.backend.model_name}, {report['prompt_mode']}, {judge.mode}"
     reliability_plot(report, out_dir / "reliability.png", title)
+    return report
+
+
+def _out_of_fold(
+    judge: Judge,
+    gold: list[GoldPair],
+    items: list,
+    results: list,
+    shipped: dict,
+    folds: int,
+    seed: int,
+) -> dict:
+    """The ensemble's calibration report from out-of-fold refits of its feature set (each
+    pair's features averaged over its principles)."""
+    features = judge.ensemble.features
+    X = np.array(
+        [[np.mean([o["features"][f] for o in r.orders]) for f in features] for r in results]
+    )
+    longer = [None if it.len_correct == it.len_incorrect else it.len_correct > it.len_incorrect
+              for it in items]  # fmt: skip
+    oof = out_of_fold(X, features, folds=folds, seed=seed, sample_weight=balanced_weights(longer))
+    report = logit_report(gold, oof)
+    keep = ("accuracy", "accuracy_ci", "length_balanced_accuracy", "length_balanced_accuracy_ci",
+            "ece")  # fmt: skip
+    report["shipped_weights"] = {k: shipped[k] for k in keep} | {
+        "note": "in sample if the weights were fitted on these pairs"
+    }
+    report["figures"] = f"{folds}-fold out of fold (the ensemble's features refitted)"
     return report
 
 
@@ -179,4 +233,5 @@ def run_calibration_from_config(cfg: CalibrateConfig, backend: Backend | None = 
         limit=cfg.limit,
         sample=cfg.sample,
         seed=cfg.seed,
+        folds=cfg.folds,
     )

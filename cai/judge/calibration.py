@@ -252,6 +252,21 @@ def calibration_report(
     }
 
 
+def orderless_item(p: float, len_correct: int, len_incorrect: int, id: str) -> CalibrationItem:
+    """A soft label with no presentation order (contrast, pointwise, ensemble): counted once,
+    with its reliability symmetrised (P(correct) shown "first", 1 - P(incorrect) "second")."""
+    return CalibrationItem([p, p], [True, False], len_correct, len_incorrect, id)
+
+
+def orderless_report(items: list[CalibrationItem], **kwargs: Any) -> dict:
+    """``calibration_report`` of ``orderless_item``s: one accuracy, and no position
+    consistency or (A) win rate, which need an order."""
+    report = calibration_report(items, **kwargs)
+    report["accuracy_by_order"] = report["accuracy_by_order"][:1]
+    report.update(position_consistency=None, a_win_rate=None)
+    return report
+
+
 def _longer_score(it: CalibrationItem) -> float:
     """How a judge that always picks the longer response scores this pair (a tie: 0.5)."""
     if it.len_correct == it.len_incorrect:
@@ -315,6 +330,11 @@ def summary_table(report: dict) -> str:
          f"{_pct(lb['gold_prefers_longer'])} (of {lb['n']} decided pairs)"),
         ("ECE of P(A)", "n/a" if ece is None else f"{ece:.3f}"),
     ]  # fmt: skip
+    if shipped := report.get("shipped_weights"):
+        rows.insert(1, ("figures", str(report.get("figures"))))
+        rows.append(("weights as shipped", f"accuracy {_pct(shipped['accuracy'])}, "
+                     f"length-balanced {_pct(shipped['length_balanced_accuracy'])} ("
+                     f"{shipped['note']})"))  # fmt: skip
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
 
