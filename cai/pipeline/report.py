@@ -78,8 +78,10 @@ def write_report(recipe: Recipe, plans: list[StagePlan]) -> Path:
         else:
             ci = d.get("accuracy_ci") or [None, None]
             lb = d.get("length_balanced_accuracy_ci") or [None, None]
+            how = f"Judge mode `{d.get('judge_mode')}`" + (
+                f", figures {d['figures']}" if d.get("figures") else "") + ". "  # fmt: skip
             lines += ["## Judge calibration", "",
-                      f"Accuracy on {d.get('n')} gold pairs {_f(d.get('accuracy'))} (95% CI "
+                      f"{how}Accuracy on {d.get('n')} gold pairs {_f(d.get('accuracy'))} (95% CI "
                       f"{_f(ci[0])}–{_f(ci[1])}); length-balanced accuracy "
                       f"{_f(d.get('length_balanced_accuracy'))} (95% CI "
                       f"{_f(lb[0])}–{_f(lb[1])}), against {_f(d.get('always_longer_accuracy'))} "

@@ -225,7 +225,10 @@ def digest(stage: str, s: dict) -> dict:
     if stage == "calibrate":
         keys = ("n", "accuracy", "accuracy_ci", "position_consistency", "a_win_rate", "ece",
                 "length_balanced_accuracy", "length_balanced_accuracy_ci",
-                "always_longer_accuracy")  # fmt: skip
+                "always_longer_accuracy", "judge_mode", "figures")  # fmt: skip
+        if s.get("mode") == "all":  # the every-mode table: its best row
+            s = {**s["modes"][s["best"]], "n": s["n"], "judge_mode": s["best"],
+                 "figures": s["modes"][s["best"]]["kind"]}  # fmt: skip
         return {k: s.get(k) for k in keys}
     if stage == "evaluate":
         return {"models": s["models"], "rows": s["rows"]}

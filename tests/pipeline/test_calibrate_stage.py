@@ -74,3 +74,41 @@ def test_the_judge_reward_and_evaluate_take_the_recipes_judge_and_a_sections_eng
     evaluate, _ = stage_config(r, "evaluate")
     assert (evaluate.judge.backend, evaluate.judge.model) == ("openai", SERVED)
     assert evaluate.judge.base_url == ["http://h/v1"]
+
+
+def test_the_recipes_judging_section_reaches_every_stage_that_judges(tmp_path):
+    sections = {"judging": {"mode": "pointwise", "scale": 2.0},
+                "calibrate": {"gold": gold_file(tmp_path / "gold.jsonl")},
+                "run": ["judge", "calibrate", "grpo", "evaluate"]}  # fmt: skip
+    r = recipe(tmp_path, **sections)
+    for stage in ("judge", "calibrate", "evaluate"):
+        cfg, _ = stage_config(r, stage)
+        assert (cfg.mode, cfg.scale) == ("pointwise", 2.0), stage
+    grpo, _ = stage_config(r, "grpo")
+    (reward,) = grpo.rewards
+    assert (reward.kind, reward.mode, reward.scale) == ("judge", "pointwise", 2.0)
+    own, _ = stage_config(recipe(tmp_path, **sections, judge={"mode": "contrast"}), "judge")
+    assert own.mode == "contrast"  # a stage's own section still wins
+
+
+def test_the_judging_mode_and_the_ensemble_file_are_in_the_stage_keys(tmp_path):
+    from cai.judge import Ensemble
+    from cai.pipeline.plan import plan
+
+    weights = tmp_path / "w.json"
+    Ensemble(("pointwise",), (1.0,), {}).save(weights)
+    base = {"calibrate": {"gold": gold_file(tmp_path / "gold.jsonl")}, "run": ["calibrate"]}
+
+    def key(**judging) -> str:
+        (stage,) = plan(recipe(tmp_path, **base, judging=judging))
+        return stage.key
+
+    first = key(mode="ensemble", ensemble=str(weights))
+    assert key(mode="pointwise") != first
+    Ensemble(("pointwise",), (2.0,), {}).save(weights)  # same path, new weights
+    assert key(mode="ensemble", ensemble=str(weights)) != first
+
+
+def test_a_bad_judging_field_names_itself(tmp_path):
+    with pytest.raises(Exception, match="judging"):
+        recipe(tmp_path, judging={"mode": "coin-flip"})
