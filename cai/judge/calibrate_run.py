@@ -203,11 +203,25 @@ def _out_of_fold(
     return report
 
 
+def _check_fittable(gold: list[GoldPair], folds: int) -> None:
+    """Raise ``CaiError`` if the out-of-fold fits cannot use ``gold``: fewer pairs than
+    folds, or the correct response longer in every pair or shorter in every pair."""
+    if len(gold) < folds:
+        raise CaiError(
+            f"{folds}-fold cross-validation needs at least {folds} gold pairs, got "
+            f"{len(gold)}: use more pairs or fewer --folds"
+        )
+    lengths = [(len(g.correct), len(g.incorrect)) for g in gold]
+    balanced_weights([None if c == i else c > i for c, i in lengths])
+
+
 def run_calibration_from_config(cfg: CalibrateConfig, backend: Backend | None = None) -> dict:
     """``cai judge calibrate`` (and the pipeline's calibrate stage): build the judge of
     ``cfg`` on its engine (or on ``backend``, a ready one), judge the gold pairs, write the
     report folder and return the report."""
     settings = scoring_settings(cfg)
+    if cfg.mode in ("all", "ensemble"):  # refuse pairs the fits cannot use before scoring
+        _check_fittable(_pick(read_gold(cfg.gold), cfg.limit, cfg.sample, cfg.seed)[0], cfg.folds)
     if cfg.mode == "all":
         settings["mode"] = "logprob"  # the judge computes every mode's features itself
     judge = build_judge(

@@ -368,6 +368,8 @@ class Judge:
     def _combine(self, item: PairItem, rows: list[dict]) -> PairResult:
         known = [r["p_a"] for r in rows if r["p_a"] is not None]
         p_raw = sum(known) / len(known) if known else 0.5
+        if self.mode == "ensemble" and rows:  # the principles' logits are averaged, not p
+            p_raw = sigmoid(sum(self._logit_of(r["features"]) for r in rows) / len(rows))
         p = p_raw
         if self.mode == "cot" and self.cot_clamp is not None:
             lo, hi = self.cot_clamp
