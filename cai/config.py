@@ -371,7 +371,7 @@ class JudgeScoring(CaiConfig):
     an `ensemble` file."""
     ensemble: Path | None = None
     """ensemble: the fitted weights, a JSON file written by `cai judge calibrate --mode all`
-    (e.g. out/calibration/fits/ensemble.json); its sha256 goes into provenance."""
+    (e.g. out/calibration/fits/ensemble-lm.json); its sha256 goes into provenance."""
 
 
 class JudgeConfig(JudgeScoring):
@@ -462,7 +462,8 @@ class CalibrateConfig(JudgeScoring):
     false re-renders each pair with our template and the constitution's questions. The
     other modes always re-render (they never show both responses in one prompt)."""
     folds: int = Field(default=5, ge=2)
-    """`mode: all`: cross-validation folds; every fitted figure comes from held-out pairs."""
+    """`mode: all` and `mode: ensemble`: cross-validation folds; every fitted figure comes
+    from held-out pairs."""
     principles: str = "1"
     """`verbatim: false`: comparison questions per pair, a number or `all`."""
     judge_max_new_tokens: int = Field(default=256, ge=1)
