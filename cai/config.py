@@ -349,7 +349,9 @@ class QualityConfig(CaiConfig):
     per-row records go beside it, in `<name>_rows.jsonl` (`quality_rows.jsonl`)."""
 
 
-JudgeMode = Literal["logprob", "debiased", "cot", "generate", "contrast", "pointwise", "ensemble"]
+JudgeMode = Literal[
+    "logprob", "debiased", "cot", "generate", "contrast", "likelihood", "pointwise", "ensemble"
+]
 
 
 class JudgeScoring(CaiConfig):
@@ -360,14 +362,15 @@ class JudgeScoring(CaiConfig):
     logprob with the judge's prior for (A) (read with "N/A" answers) divided out. cot:
     reasoning first. generate: parse a generated letter. contrast: how much likelier each
     response is under a persona that follows the principle than under one that violates it
-    (the constitution's `contrast`). pointwise: P(Yes) - P(No) of the principle's yes/no
-    question about each response alone (`pointwise`). ensemble: weights fitted by
-    `cai judge calibrate --mode all` over those scores (`ensemble`)."""
+    (the constitution's `contrast`). likelihood: how likely each response is (per
+    character) under the following persona alone. pointwise: P(Yes) - P(No) of the
+    principle's yes/no question about each response alone (`pointwise`). ensemble:
+    weights fitted by `cai judge calibrate --mode all` over those scores (`ensemble`)."""
     contrast_norm: Literal["mean", "sum"] = "mean"
     """contrast: the log-likelihood ratio per character of the response (mean) or summed."""
     scale: float | None = Field(default=None, gt=0)
-    """contrast, pointwise: the soft label is sigmoid(scale * score difference); default
-    the mode's documented scale (cai.judge.pairwise.DEFAULT_SCALE). A fitted one comes as
+    """contrast, likelihood, pointwise: the soft label is sigmoid(scale * score difference);
+    default the mode's documented scale (cai.judge.pairwise.DEFAULT_SCALE). A fitted one comes as
     an `ensemble` file."""
     ensemble: Path | None = None
     """ensemble: the fitted weights, a JSON file written by `cai judge calibrate --mode all`

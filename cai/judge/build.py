@@ -23,7 +23,7 @@ from cai.constitution import Constitution, load_constitution
 from cai.errors import CaiError
 from cai.judge.ensemble import Ensemble
 from cai.judge.lmscore import check_constitution
-from cai.judge.pairwise import Judge
+from cai.judge.pairwise import Judge, mode_features
 
 COT_CLAMP = (0.4, 0.6)
 """The CAI paper's clamp of a chain-of-thought soft label."""
@@ -65,13 +65,7 @@ def build_judge(
         ensemble = Ensemble.load(Path(ensemble))
     if not isinstance(constitution, Constitution):
         constitution = load_constitution(constitution)
-    needs = (
-        ensemble.features
-        if ensemble is not None
-        else ("contrast_mean",)
-        if mode == "contrast"
-        else (mode,)
-    )
+    needs = mode_features(mode, contrast_norm, ensemble)
     check_constitution(constitution, needs)
     if backend is None:
         backend = (engine or BackendConfig()).create()

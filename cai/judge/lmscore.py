@@ -81,7 +81,7 @@ def lm_features(
         raise ValueError(f"unknown features {sorted(unknown)}; known: {', '.join(LM_FEATURES)}")
     out: list[dict[str, float]] = [{} for _ in jobs]
     if names & set(CONTRAST):
-        _contrast(backend, constitution, jobs, prompts_dir, out)
+        _contrast(backend, constitution, jobs, prompts_dir, out, names)
     if "pointwise" in names:
         _pointwise(backend, constitution, jobs, prompts_dir, out)
     for row, (_, a, b, _) in zip(out, jobs):
@@ -89,24 +89,28 @@ def lm_features(
     return [{k: v for k, v in row.items() if k in names} for row in out]
 
 
-def _contrast(backend, constitution, jobs, prompts_dir, out) -> None:
+def _contrast(backend, constitution, jobs, prompts_dir, out, names: set[str]) -> None:
+    both = bool(names & {"contrast_sum", "contrast_mean"})  # else the follows persona only
     convs, responses = [], []
     for conv, a, b, principle in jobs:
         personas = contrast_personas(constitution, principle)
-        for persona in (personas.follows, personas.violates):
+        for persona in (personas.follows, personas.violates) if both else (personas.follows,):
             system = render("persona", prompts_dir, persona=persona)
             for response in (a, b):
                 convs.append(with_persona(conv, system))
                 responses.append([response])
-    progress.stage("contrast")
+    progress.stage("contrast" if both else "likelihood")
     lp = [s[0] for s in backend.score_options(convs, responses)]
+    step = 4 if both else 2
     for k, (row, (_, a, b, _)) in enumerate(zip(out, jobs)):
-        a_follows, b_follows, a_violates, b_violates = lp[4 * k : 4 * k + 4]
-        ratio_a, ratio_b = a_follows - a_violates, b_follows - b_violates
+        a_follows, b_follows = lp[step * k : step * k + 2]
         la, lb = _length(a), _length(b)
-        row["contrast_sum"] = ratio_a - ratio_b
-        row["contrast_mean"] = ratio_a / la - ratio_b / lb
         row["likelihood_mean"] = a_follows / la - b_follows / lb
+        if both:
+            a_violates, b_violates = lp[step * k + 2 : step * k + 4]
+            ratio_a, ratio_b = a_follows - a_violates, b_follows - b_violates
+            row["contrast_sum"] = ratio_a - ratio_b
+            row["contrast_mean"] = ratio_a / la - ratio_b / lb
 
 
 def _pointwise(backend, constitution, jobs, prompts_dir, out) -> None:

@@ -27,6 +27,9 @@ no position, so one "order" per principle):
 - **Contrast** (``mode="contrast"``): ``p_a = sigmoid(scale * contrast)``, where contrast is
   how much more likely a is than b under the principle-following persona relative to the
   violating one (``contrast_norm``: per character, ``mean``, or summed, ``sum``).
+- **Likelihood** (``mode="likelihood"``): ``p_a = sigmoid(scale * (l_a - l_b))`` with ``l``
+  the response's log-likelihood per character under the principle-following persona
+  alone (one pass per response).
 - **Pointwise** (``mode="pointwise"``): ``p_a = sigmoid(scale * (s_a - s_b))`` with
   ``s = log P(Yes) - log P(No)`` after the principle's yes/no question about one response.
 - **Ensemble** (``mode="ensemble"``): ``p_a = sigmoid(sum_f w_f * feature_f)`` with weights
@@ -55,10 +58,15 @@ CONTENT_FREE = "N/A"
 """What replaces both responses when the debiased mode reads the judge's prior for (A)."""
 ORDERED_MODES = ("logprob", "debiased", "cot", "generate")
 """Modes that show both responses in one prompt: the order matters and both are judged."""
-FEATURE_MODES = ("contrast", "pointwise", "ensemble")
+FEATURE_MODES = ("contrast", "likelihood", "pointwise", "ensemble")
 """Modes that score one response at a time: no order."""
 MODES = ORDERED_MODES + FEATURE_MODES
-DEFAULT_SCALE = {"contrast_sum": 1.0, "contrast_mean": 1.0, "pointwise": 1.0}
+DEFAULT_SCALE = {
+    "contrast_sum": 1.0,
+    "contrast_mean": 1.0,
+    "likelihood_mean": 1.0,
+    "pointwise": 1.0,
+}
 """The logistic scale of each single-feature mode's soft label, ``sigmoid(scale * x)``. A
 fitted scale (``cai judge calibrate`` writes one per feature) is used through ``ensemble``."""
 _CLIP = 1e-6
@@ -87,6 +95,20 @@ def softmax2(a: float, b: float) -> float:
     m = max(a, b)
     ea, eb = math.exp(a - m), math.exp(b - m)
     return ea / (ea + eb)
+
+
+def mode_features(mode: str, contrast_norm: str = "mean", ensemble: Any = None) -> tuple[str, ...]:
+    """The pair features a judge mode reads: its own one, or the ensemble's; none for the
+    modes that show both responses (their verdict is not a feature)."""
+    if mode == "ensemble":
+        if ensemble is None:
+            raise ValueError("the ensemble mode needs fitted weights (judge `ensemble: FILE`)")
+        return tuple(ensemble.features)
+    if mode == "contrast":
+        if contrast_norm not in ("mean", "sum"):
+            raise ValueError(f"contrast_norm must be mean or sum, not {contrast_norm!r}")
+        return (f"contrast_{contrast_norm}",)
+    return {"likelihood": ("likelihood_mean",), "pointwise": ("pointwise",)}.get(mode, ())
 
 
 def sigmoid(x: float) -> float:
@@ -204,7 +226,7 @@ class Judge:
         """The judge's scoring settings as they apply, for provenance: the mode, and the
         contrast norm, the scale or the fitted weights (with their sha256) where used."""
         out: dict = {"mode": self.mode}
-        if self.mode in ("contrast", "pointwise"):
+        if self.mode in ("contrast", "likelihood", "pointwise"):
             (name,) = self.feature_names()
             out["scale"] = DEFAULT_SCALE[name] if self.scale is None else self.scale
             if self.mode == "contrast":
@@ -231,13 +253,7 @@ class Judge:
 
     def feature_names(self) -> tuple[str, ...]:
         """The pair features this judge's mode combines (see ``cai.judge.lmscore``)."""
-        if self.mode == "ensemble":
-            if self.ensemble is None:
-                raise ValueError("the ensemble mode needs fitted weights (judge `ensemble: FILE`)")
-            return tuple(self.ensemble.features)
-        if self.mode == "contrast":
-            return (f"contrast_{self.contrast_norm}",)
-        return (self.mode,)
+        return mode_features(self.mode, self.contrast_norm, self.ensemble)
 
     def _logit_of(self, features: dict[str, float]) -> float:
         if self.mode == "ensemble":

@@ -151,6 +151,22 @@ def test_contrast_scale_multiplies_the_log_ratio(tiny_backend):
     assert judge.scoring()["scale"] == 750.0
 
 
+def test_likelihood_is_the_follows_persona_log_likelihood_per_character(tiny_backend):
+    judge = Judge(tiny_backend, HARMLESS, mode="likelihood")
+    calls = []
+    score = tiny_backend.score_options
+    tiny_backend.score_options = lambda convs, opts: calls.append(len(convs)) or score(convs, opts)
+    try:
+        [result] = judge.judge([ITEM])
+    finally:
+        del tiny_backend.score_options
+    direct = direct_contrast(tiny_backend, ITEM, principle_of(judge, ITEM))
+    assert_soft_label(result.p_a, direct["likelihood_mean"])
+    assert calls == [2]  # the follows persona only: one scoring per response
+    assert judge.scoring() == {"mode": "likelihood", "scale": 1.0}
+    assert judge.templates() == ("persona",)
+
+
 @pytest.mark.parametrize("scale", [None, 3.0])
 def test_pointwise_is_the_yes_no_margin_difference(tiny_backend, scale):
     judge = Judge(tiny_backend, HARMLESS, mode="pointwise", scale=scale)
@@ -188,7 +204,7 @@ def test_debiased_both_orders_share_one_prior(tiny_backend):
     assert result.p_a == pytest.approx((by_order["ab"] + by_order["ba"]) / 2)
 
 
-@pytest.mark.parametrize("mode", ["contrast", "pointwise"])
+@pytest.mark.parametrize("mode", ["contrast", "likelihood", "pointwise"])
 def test_swapping_the_responses_complements_the_verdict(tiny_backend, mode):
     judge = Judge(tiny_backend, HARMLESS, mode=mode, principles="all")
     swapped = PairItem(ITEM.id, CONV, ITEM.b, ITEM.a)  # same id: the same principles

@@ -48,7 +48,7 @@ def test_cai_judge_calibrate_mode_all_on_the_tiny_model(cai, tmp_path):
               "--judge-model", "tiny-random", "--constitution", "harmless", "-o", out)  # fmt: skip
     assert res.code == 0, res.err
     assert "### Unfitted" in res.out and "### Fitted, 5-fold out of fold" in res.out
-    assert "| pointwise |" in res.out and "| ensemble: all+length |" in res.out
+    assert "| pointwise (`--mode pointwise`) |" in res.out and "| ensemble: all+length |" in res.out
     report = json.loads((out / "report.json").read_text())
     assert report["n"] == 6 and report["judge_model"] == "tiny-random"
     assert set(UNFITTED) | {f"ensemble: {k}" for k in ENSEMBLES} <= set(report["modes"])
