@@ -358,8 +358,9 @@ class JudgeScoring(CaiConfig):
     """How a judge scores a pair: the fields every config that builds a judge shares."""
 
     mode: JudgeMode = "logprob"
-    """logprob: P(" (A)") against P(" (B)") after "(A) or (B)?", both orders. debiased:
-    logprob with the judge's prior for (A) (read with "N/A" answers) divided out. cot:
+    """How the judge scores a pair. logprob: P(" (A)") against P(" (B)") after "(A) or
+    (B)?", both orders. debiased: logprob with the judge's prior for (A) (read with "N/A"
+    answers) divided out. cot:
     reasoning first. generate: parse a generated letter. contrast: how much likelier each
     response is under a persona that follows the principle than under one that violates it
     (the constitution's `contrast`). likelihood: how likely each response is (per

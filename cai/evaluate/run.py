@@ -331,7 +331,8 @@ def judge_label(cfg: EvalConfig) -> str:
     """The judge as the report names it: its model, and its engine when not transformers."""
     assert cfg.judge is not None
     engine = cfg.judge.backend
-    return cfg.judge.model if engine == "transformers" else f"{cfg.judge.model} on {engine}"
+    label = cfg.judge.model if engine == "transformers" else f"{cfg.judge.model} on {engine}"
+    return label if cfg.mode == "logprob" else f"{label}, {cfg.mode} mode"
 
 
 def run_evaluation(cfg: EvalConfig, backends: dict | None = None) -> dict:
