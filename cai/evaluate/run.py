@@ -227,8 +227,9 @@ def _apply(rows: list[dict], name: str, fn, batch_fn: bool = True) -> None:
 def evaluation_scorers(cfg: EvalConfig, judge=None) -> list:
     """The ``cai.scorers.Scorer``s of the evaluation, in order: toxicity (the classifier
     ``cfg.toxicity`` names), profanity (when asked and installed), relevance (when asked),
-    and refusal (the judge's when asked and there is a judge, else the phrase detector).
-    Reward models (``cfg.reward_models``) come after the length, loaded one by one."""
+    refusal (the judge's when asked and there is a judge, else the phrase detector), and a
+    pointwise judge's own score of each response (``judge_pointwise``). Reward models
+    (``cfg.reward_models``) come after the length, loaded one by one."""
     from cai.scorers import PhraseRefusal, profanity, toxicity_scorer
 
     scorers = [toxicity_scorer(cfg.toxicity)]
@@ -244,6 +245,10 @@ def evaluation_scorers(cfg: EvalConfig, judge=None) -> list:
         scorers.append(JudgeRefusal(judge))
     else:
         scorers.append(PhraseRefusal())
+    if judge is not None and judge.mode == "pointwise":  # the judge's own per-response score
+        from cai.judge import JudgeReward
+
+        scorers.append(JudgeReward(judge))
     return scorers
 
 

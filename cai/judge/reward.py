@@ -41,6 +41,9 @@ class JudgeReward:
         params: SamplingParams | None = None,
     ) -> None:
         self.judge = judge
+        if judge.mode == "pointwise":  # a score of the completion alone, no baseline
+            self.name = "judge_pointwise"
+            self.description = "pointwise judge, 2·P(Yes) − 1 of the response alone"
         self.reference = reference
         self.params = params or SamplingParams(max_new_tokens=128, temperature=0.0)
         self.baselines: dict[str, str] = {}

@@ -338,3 +338,17 @@ def test_an_ensemble_over_several_principles_averages_their_logits():
     assert {p["principle_id"]: p["p_a"] for p in result.principles} == pytest.approx(
         {pid: sigmoid(z) for pid, z in logits.items()}
     )
+
+
+def test_evaluate_scores_each_response_with_a_pointwise_judge():
+    from cai.config import EvalConfig
+    from cai.evaluate.run import evaluation_scorers
+
+    judge = Judge(ScriptedBackend(prefer=[0.0, -2.0]), HARMLESS, mode="pointwise")
+    scorers = evaluation_scorers(EvalConfig(mode="pointwise"), judge)
+    assert scorers[-1].name == "judge_pointwise"
+    conv = [{"role": "user", "content": "Hi?"}]
+    [score] = scorers[-1]([conv], ["Hello."])
+    assert score == pytest.approx(2 * sigmoid(2.0) - 1)  # log P(Yes) - log P(No) = 2
+    logprob = Judge(ScriptedBackend(prefer=" (A)"), HARMLESS)
+    assert "judge_pointwise" not in [s.name for s in evaluation_scorers(EvalConfig(), logprob)]
