@@ -81,14 +81,18 @@ def policy_params(cfg: JudgeConfig) -> SamplingParams:
     return cfg.sampling.params(model=engine.model, backend=engine.backend)
 
 
-def sample_candidates(cfg: JudgeConfig, rows: list[PromptRow], policy) -> list[list[str]]:
-    """K responses per prompt from the policy, temperatures spread over the range."""
+def candidate_temperatures(cfg: JudgeConfig) -> list[float]:
+    """The sampling temperature of each of the K candidates: spread over the range."""
     k = cfg.num_candidates or 2
     lo, hi = cfg.temperature_range
+    return [lo + (hi - lo) * i / max(1, k - 1) for i in range(k)]
+
+
+def sample_candidates(cfg: JudgeConfig, rows: list[PromptRow], policy) -> list[list[str]]:
+    """K responses per prompt from the policy, temperatures spread over the range."""
     progress.stage("candidates")
     out: list[list[str]] = [[] for _ in rows]
-    for i in range(k):
-        t = lo + (hi - lo) * i / max(1, k - 1)
+    for i, t in enumerate(candidate_temperatures(cfg)):
         params = policy_params(cfg)
         params = SamplingParams(**{**params.to_dict(), "temperature": t, "seed": params.seed + i})
         for j, gens in enumerate(policy.generate([r.conversation for r in rows], params)):
@@ -183,6 +187,7 @@ class JudgeJob:
             policy_model=policy.model_name if policy is not None else None,
             policy_model_identity=model_identity(policy.model_name) if policy else None,
             policy_sampling=policy_params(cfg).to_dict() if policy is not None else None,
+            candidate_temperatures=candidate_temperatures(cfg) if policy is not None else None,
             mode=judge.mode,
             scoring=judge.scoring(),
             both_orders=judge.both_orders,
