@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cai._util.files import atomic_file, write_json_atomic, write_text_atomic
-from cai._util.hashing import canonical_hash, canonical_json
+from cai._util.hashing import canonical_hash, canonical_json, file_sha256
 from cai._util.stats import bootstrap_ci
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "bootstrap_ci",
     "canonical_hash",
     "canonical_json",
+    "file_sha256",
     "write_json_atomic",
     "write_text_atomic",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 
 def canonical_json(obj: object) -> str:
@@ -27,3 +28,8 @@ def canonical_hash(obj: object, n: int | None = None) -> str:
     """
     digest = hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
     return digest if n is None else digest[:n]
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 (hex) of a file's bytes: a gold file or a judge's weights file, by content."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

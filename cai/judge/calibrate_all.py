@@ -21,14 +21,13 @@ they generate text, too slowly to run on every pair (calibrate them alone, with 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from cai._util import write_json_atomic, write_text_atomic
+from cai._util import file_sha256, write_json_atomic, write_text_atomic
 from cai.judge.calibration import (
     CalibrationItem,
     GoldPair,
@@ -147,7 +146,7 @@ def run_all_modes(
     longer = [None if len(g.correct) == len(g.incorrect) else len(g.correct) > len(g.incorrect)
               for g in gold]  # fmt: skip
     weights = balanced_weights(longer)
-    gold_sha = hashlib.sha256(Path(gold_path).read_bytes()).hexdigest()
+    gold_sha = file_sha256(gold_path)
     fits_dir = out_dir / "fits"
     fitted_sets = {f"{f} (fitted)": (f,) for f in (*UNFITTED[:1], *UNFITTED[2:])}
     fitted_sets.update({f"ensemble: {k}": v for k, v in ENSEMBLES.items()})

@@ -9,7 +9,6 @@ whose trl settings are invalid, before any stage touches its folder.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from cai import __version__
-from cai._util import canonical_hash
+from cai._util import canonical_hash, file_sha256
 from cai.errors import CaiError
 from cai.models import model_identity
 from cai.pipeline.recipe import STAGES, Recipe
@@ -133,7 +132,7 @@ def plan(recipe: Recipe, source: str = "recipe") -> list[StagePlan]:
             blob["folders"] = hand
         weights = getattr(cfg, "ensemble", None)
         if weights is not None and Path(weights).is_file():  # the judge's fitted weights
-            blob["ensemble"] = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+            blob["ensemble"] = file_sha256(weights)
         key = canonical_hash(blob, 16)
         keys[name] = key
         folder = out(recipe, name)

@@ -24,7 +24,7 @@ CAI = Path(__file__).resolve().parents[2] / "cai"
 # bytes and template sources (hashes of bytes), seeds (changing them would change the
 # draws) and shard placement (changing it would move the rows of existing sharded runs).
 SHA256_ALLOWED = {
-    "cai/_util/hashing.py": 1,  # canonical_hash itself
+    "cai/_util/hashing.py": 2,  # canonical_hash itself, and file_sha256 of a file's bytes
     "cai/jobs/chunks.py": 1,  # shard_of
     "cai/backends/decode.py": 1,  # a sample's seed
     "cai/constitution/schema.py": 1,  # row_rng's seed

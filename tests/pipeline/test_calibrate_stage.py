@@ -63,7 +63,8 @@ def test_calibrate_needs_the_recipe_to_name_its_gold_file(tmp_path):
 def test_the_shipped_recipe_names_the_shared_gold_file():
     cfg, _ = stage_config(load_recipe(REPO / "recipes" / "smollm2-cai.yaml"), "calibrate")
     assert cfg.gold == Path("../shared/data/cai-paper/hhh-eval-half.jsonl")
-    assert cfg.judge == BackendConfig(model="smollm2-135m") and cfg.sample == 64
+    assert cfg.judge == BackendConfig(model="smollm2-135m") and cfg.sample is None  # all 219
+    assert cfg.mode == "likelihood"  # the recipe's judging section
 
 
 def test_the_judge_reward_and_evaluate_take_the_recipes_judge_and_a_sections_engine(tmp_path):
