@@ -43,8 +43,8 @@ def judge(cfg: JudgeConfig) -> None:
         f"{s['rejected_rows']} rows skipped; {s['pairs_per_second']} pairs/s"
     )
     typer.echo(
-        f"position consistency {s['position_consistency']}, option shown first wins "
-        f"{s['a_win_rate']}, longer response wins {s['length_bias']['longer_wins']}, "
+        f"position consistency {s['position_consistency'] or 'n/a'}, option shown first wins "
+        f"{s['a_win_rate'] or 'n/a'}, longer response wins {s['length_bias']['longer_wins']}, "
         f"mean p_chosen {s['mean_p_chosen']}, abstentions {s['abstained']}"
     )
     if "verified" in s:

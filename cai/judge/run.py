@@ -34,7 +34,7 @@ from cai.errors import CaiError
 from cai.jobs import BatchJob, JobResult, provenance
 from cai.judge.build import build_judge, scoring_settings
 from cai.judge.pairs import expand_all_pairs, length_bias, verify_revisions
-from cai.judge.pairwise import Judge, PairItem, PairResult
+from cai.judge.pairwise import FEATURE_MODES, Judge, PairItem, PairResult
 from cai.judge.ranking import all_pairs, bradley_terry, bt_probability, budgeted_pairs, ranking
 from cai.models import model_identity
 from cai.prompts import template_hash
@@ -371,19 +371,22 @@ def _raw(row: PromptRow) -> str:
 
 
 def judge_summary(rows: list[dict], judge: Judge, seconds: float, rejects: list[Reject]) -> dict:
-    """Position consistency, how often "A" wins, abstentions, per-principle statistics."""
+    """Position consistency, how often "A" wins (both None for a mode with no order),
+    abstentions, per-principle statistics."""
     comps = [c for r in rows for c in r["comparisons"]]
     firsts = [p for c in comps for p in c["p_first"] if p is not None]
     per_principle = Counter(p for r in rows for p in r["principles"])
     pairs = len(comps)
+    if judge.mode in FEATURE_MODES:  # one response at a time: no order to be biased by
+        comps, firsts = [], []
     return {
         "rows": len(rows),
         "pairs": pairs,
         "rejected_rows": len(rejects),
         "seconds": round(seconds, 2),
         "pairs_per_second": round(pairs / seconds, 3) if seconds else 0.0,
-        "position_consistency": round(1 - sum(c["flipped"] for c in comps) / pairs, 4)
-        if pairs
+        "position_consistency": round(1 - sum(c["flipped"] for c in comps) / len(comps), 4)
+        if comps
         else None,
         "a_win_rate": round(sum(p > 0.5 for p in firsts) / len(firsts), 4) if firsts else None,
         "mean_p_chosen": round(sum(r["p_chosen"] for r in rows) / len(rows), 4) if rows else None,

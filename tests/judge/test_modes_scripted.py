@@ -352,3 +352,17 @@ def test_evaluate_scores_each_response_with_a_pointwise_judge():
     assert score == pytest.approx(2 * sigmoid(2.0) - 1)  # log P(Yes) - log P(No) = 2
     logprob = Judge(ScriptedBackend(prefer=" (A)"), HARMLESS)
     assert "judge_pointwise" not in [s.name for s in evaluation_scorers(EvalConfig(), logprob)]
+
+
+def test_a_mode_with_no_order_reports_no_position_figures():
+    from cai.judge.run import judge_summary
+
+    judge = Judge(ScriptedBackend(prefer=[0.0, -2.0]), HARMLESS, mode="pointwise")
+    row = {"comparisons": [{"flipped": False, "p_first": [0.7], "i": 0, "j": 1, "p_i": 0.7}],
+           "principles": ["p"],
+           "p_chosen": 0.7, "abstained": 0, "chosen": "a", "rejected": "bb",
+           "candidates": ["a", "bb"], "ranking": [0, 1]}  # fmt: skip
+    s = judge_summary([row], judge, 1.0, [])
+    assert s["position_consistency"] is None and s["a_win_rate"] is None and s["pairs"] == 1
+    logprob = judge_summary([row], Judge(ScriptedBackend(prefer=" (A)"), HARMLESS), 1.0, [])
+    assert logprob["position_consistency"] == 1.0 and logprob["a_win_rate"] == 1.0
