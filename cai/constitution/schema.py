@@ -426,25 +426,30 @@ def comparison_question(
     )
 
 
+def _own_or_default(
+    constitution: Constitution, principle: Principle, field: str, what: str, fix: str
+):
+    """The principle's ``field`` (its ``what``), else the constitution's; a ``CaiError``
+    naming both if neither gives it (``fix`` shows what to add)."""
+    value = getattr(principle, field) or getattr(constitution, field)
+    if value is None:
+        raise CaiError(
+            f"constitution {constitution.name!r}: principle {principle.id!r} has no `{field}` "
+            f"{what} and the constitution gives no default; add `{field}: {fix}` to the "
+            "principle or at the top level"
+        )
+    return value
+
+
 def pointwise_question(constitution: Constitution, principle: Principle) -> str:
     """The pointwise judge's yes/no question: the principle's own, else the constitution's."""
-    question = principle.pointwise or constitution.pointwise
-    if question is None:
-        raise CaiError(
-            f"constitution {constitution.name!r}: principle {principle.id!r} has no `pointwise` "
-            "question and the constitution gives no default; add `pointwise: Does this "
-            "response ...?` to the principle or at the top level"
-        )
-    return question
+    return _own_or_default(
+        constitution, principle, "pointwise", "question", "Does this response ...?"
+    )
 
 
 def contrast_personas(constitution: Constitution, principle: Principle) -> Contrast:
     """The contrast judge's personas: the principle's own, else the constitution's."""
-    personas = principle.contrast or constitution.contrast
-    if personas is None:
-        raise CaiError(
-            f"constitution {constitution.name!r}: principle {principle.id!r} has no `contrast` "
-            "personas and the constitution gives no default; add `contrast: {follows: ..., "
-            "violates: ...}` to the principle or at the top level"
-        )
-    return personas
+    return _own_or_default(
+        constitution, principle, "contrast", "personas", "{follows: ..., violates: ...}"
+    )
