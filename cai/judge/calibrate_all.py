@@ -100,6 +100,22 @@ def logit_report(gold: list[GoldPair], logits: np.ndarray | list[float]) -> dict
     )
 
 
+HEADLINE = ("accuracy", "accuracy_ci", "length_balanced_accuracy", "length_balanced_accuracy_ci",
+            "ece")  # fmt: skip
+"""The figures a fit records of itself (out of fold) and a report keeps of shipped weights."""
+
+
+def length_weights(gold: list[GoldPair]) -> np.ndarray:
+    """Sample weights under which pairs whose correct response is longer and pairs whose
+    correct response is shorter count equally (``cai.judge.ensemble.balanced_weights``)."""
+    return balanced_weights(
+        [
+            None if len(g.correct) == len(g.incorrect) else len(g.correct) > len(g.incorrect)
+            for g in gold
+        ]  # fmt: skip
+    )
+
+
 def _row(kind: str, features: tuple[str, ...], report: dict, seconds: float | None, n: int):
     keep = ("accuracy", "accuracy_ci", "length_balanced_accuracy", "length_balanced_accuracy_ci",
             "position_consistency", "ece", "a_win_rate", "always_longer_accuracy")  # fmt: skip
@@ -143,9 +159,7 @@ def run_all_modes(
             p_correct[mode] = [sigmoid(float(v)) for v in z]
         modes[mode] = _row("unfitted", (mode,), report, cost[mode], n)
     X_all = {name: np.array([f[name] for f in feats]) for name in feats[0]}
-    longer = [None if len(g.correct) == len(g.incorrect) else len(g.correct) > len(g.incorrect)
-              for g in gold]  # fmt: skip
-    weights = balanced_weights(longer)
+    weights = length_weights(gold)
     gold_sha = file_sha256(gold_path)
     fits_dir = out_dir / "fits"
     fitted_sets = {f"{f} (fitted)": (f,) for f in (*UNFITTED[:1], *UNFITTED[2:])}
@@ -164,9 +178,7 @@ def run_all_modes(
             "constitution": judge.constitution.name,
             "constitution_sha256": judge.constitution.content_hash,
             "sample_weight": "length-balanced",
-            "out_of_fold": {k: modes[name][k] for k in (
-                "accuracy", "accuracy_ci", "length_balanced_accuracy",
-                "length_balanced_accuracy_ci", "ece")},
+            "out_of_fold": {k: modes[name][k] for k in HEADLINE},
         }  # fmt: skip
         model = fit(X, features, sample_weight=weights, meta=meta)
         file = fits_dir / (

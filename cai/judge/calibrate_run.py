@@ -36,7 +36,7 @@ from cai.backends.base import Backend
 from cai.config import CalibrateConfig
 from cai.errors import CaiError
 from cai.judge.build import build_judge, scoring_settings
-from cai.judge.calibrate_all import logit_report, run_all_modes
+from cai.judge.calibrate_all import HEADLINE, length_weights, logit_report, run_all_modes
 from cai.judge.calibration import (
     CalibrationItem,
     GoldPair,
@@ -48,7 +48,7 @@ from cai.judge.calibration import (
     reliability_plot,
     swap_verbatim,
 )
-from cai.judge.ensemble import balanced_weights, out_of_fold
+from cai.judge.ensemble import out_of_fold
 from cai.judge.pairwise import ANSWER_PREFIX, FEATURE_MODES, Judge, PairItem
 from cai.progress import JobBar
 
@@ -152,7 +152,7 @@ def run_calibration(
     else:
         report = calibration_report(items)
     if judge.mode == "ensemble":
-        report = _out_of_fold(judge, gold, items, results, report, folds, seed)
+        report = _out_of_fold(judge, gold, results, report, folds, seed)
     report.update(
         gold=str(gold_path),
         subsample={"seed": seed, "rows": picked} if sample is not None else None,
@@ -176,13 +176,7 @@ def run_calibration(
 
 
 def _out_of_fold(
-    judge: Judge,
-    gold: list[GoldPair],
-    items: list,
-    results: list,
-    shipped: dict,
-    folds: int,
-    seed: int,
+    judge: Judge, gold: list[GoldPair], results: list, shipped: dict, folds: int, seed: int
 ) -> dict:
     """The ensemble's calibration report from out-of-fold refits of its feature set (each
     pair's features averaged over its principles)."""
@@ -190,13 +184,9 @@ def _out_of_fold(
     X = np.array(
         [[np.mean([o["features"][f] for o in r.orders]) for f in features] for r in results]
     )
-    longer = [None if it.len_correct == it.len_incorrect else it.len_correct > it.len_incorrect
-              for it in items]  # fmt: skip
-    oof = out_of_fold(X, features, folds=folds, seed=seed, sample_weight=balanced_weights(longer))
+    oof = out_of_fold(X, features, folds=folds, seed=seed, sample_weight=length_weights(gold))
     report = logit_report(gold, oof)
-    keep = ("accuracy", "accuracy_ci", "length_balanced_accuracy", "length_balanced_accuracy_ci",
-            "ece")  # fmt: skip
-    report["shipped_weights"] = {k: shipped[k] for k in keep} | {
+    report["shipped_weights"] = {k: shipped[k] for k in HEADLINE} | {
         "note": "in sample if the weights were fitted on these pairs"
     }
     report["figures"] = f"{folds}-fold out of fold (the ensemble's features refitted)"
@@ -211,8 +201,7 @@ def _check_fittable(gold: list[GoldPair], folds: int) -> None:
             f"{folds}-fold cross-validation needs at least {folds} gold pairs, got "
             f"{len(gold)}: use more pairs or fewer --folds"
         )
-    lengths = [(len(g.correct), len(g.incorrect)) for g in gold]
-    balanced_weights([None if c == i else c > i for c, i in lengths])
+    length_weights(gold)  # raises if one length group is empty
 
 
 def run_calibration_from_config(cfg: CalibrateConfig, backend: Backend | None = None) -> dict:
@@ -221,7 +210,8 @@ def run_calibration_from_config(cfg: CalibrateConfig, backend: Backend | None = 
     report folder and return the report."""
     settings = scoring_settings(cfg)
     if cfg.mode in ("all", "ensemble"):  # refuse pairs the fits cannot use before scoring
-        _check_fittable(_pick(read_gold(cfg.gold), cfg.limit, cfg.sample, cfg.seed)[0], cfg.folds)
+        gold = _pick(read_gold(cfg.gold), cfg.limit, cfg.sample, cfg.seed)[0]
+        _check_fittable(gold, cfg.folds)
     if cfg.mode == "all":
         settings["mode"] = "logprob"  # the judge computes every mode's features itself
     judge = build_judge(
@@ -235,7 +225,6 @@ def run_calibration_from_config(cfg: CalibrateConfig, backend: Backend | None = 
         **settings,
     )
     if cfg.mode == "all":
-        gold = _pick(read_gold(cfg.gold), cfg.limit, cfg.sample, cfg.seed)[0]
         return run_all_modes(
             judge, gold, cfg.output, gold_path=cfg.gold, folds=cfg.folds, seed=cfg.seed
         )

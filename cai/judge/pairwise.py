@@ -48,7 +48,7 @@ from typing import Any
 from cai import progress
 from cai.backends.base import Backend, Conversation, SamplingParams
 from cai.constitution import Constitution, comparison_question, row_rng
-from cai.judge.lmscore import LM_FEATURES, lm_features
+from cai.judge.lmscore import CONTRAST, LM_FEATURES, lm_features
 from cai.prompts import render, template_data
 
 ANSWER_PREFIX = "The answer is:"
@@ -227,8 +227,7 @@ class Judge:
         contrast norm, the scale or the fitted weights (with their sha256) where used."""
         out: dict = {"mode": self.mode}
         if self.mode in ("contrast", "likelihood", "pointwise"):
-            (name,) = self.feature_names()
-            out["scale"] = DEFAULT_SCALE[name] if self.scale is None else self.scale
+            out["scale"] = self.score_scale()
             if self.mode == "contrast":
                 out["contrast_norm"] = self.contrast_norm
         if self.mode == "ensemble":
@@ -245,7 +244,7 @@ class Judge:
             out.append("compare")
         if "cot" in names:
             out.append("compare_cot")
-        if names & {"contrast_sum", "contrast_mean", "likelihood_mean"}:
+        if names & set(CONTRAST):
             out.append("persona")
         if "pointwise" in names:
             out.append("pointwise")
@@ -255,12 +254,16 @@ class Judge:
         """The pair features this judge's mode combines (see ``cai.judge.lmscore``)."""
         return mode_features(self.mode, self.contrast_norm, self.ensemble)
 
+    def score_scale(self) -> float:
+        """A single-score mode's scale: the one given, else its ``DEFAULT_SCALE``."""
+        (name,) = self.feature_names()
+        return DEFAULT_SCALE[name] if self.scale is None else self.scale
+
     def _logit_of(self, features: dict[str, float]) -> float:
         if self.mode == "ensemble":
             return self.ensemble.logit([features])[0]
         (name,) = self.feature_names()
-        scale = DEFAULT_SCALE[name] if self.scale is None else self.scale
-        return scale * features[name]
+        return self.score_scale() * features[name]
 
     def _feature_rows(self, items: list[PairItem]) -> list[list[dict]]:
         """One row per item and principle: the features and ``p_a`` of the mode's logit."""
@@ -280,6 +283,9 @@ class Judge:
         and ``debiased``: the mean over orders of ``logit P(a)``) for every item and sampled
         principle: the (item index, principle id) keys, one dict of features per key, and
         the per-order rows of the ordered pass (None if no ordered feature was asked for)."""
+        missing = set(names) - set(LM_FEATURES) - {"logprob", "debiased"}
+        if missing:
+            raise ValueError(f"unknown judge features: {sorted(missing)}")
         keys, jobs = [], []
         for i, item in enumerate(items):
             for pid, _q in self.questions(item.id):
@@ -298,9 +304,6 @@ class Judge:
                     key = "p_a_logprob" if mode == "logprob" and wanted[-1] == "debiased" else "p_a"
                     logits = [logit(r[key]) for r in mine]
                     row[mode] = sum(logits) / len(logits)
-        missing = set(names) - set(LM_FEATURES) - {"logprob", "debiased"}
-        if missing:
-            raise ValueError(f"unknown judge features: {sorted(missing)}")
         return keys, rows, by_item
 
     def _order_rows(self, items: list[PairItem], mode: str) -> list[list[dict]]:

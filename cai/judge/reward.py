@@ -75,8 +75,7 @@ class JudgeReward:
             pid = judge.questions(f"reward:{self._key(conv)}")[0][0]
             jobs.append((conv, text, judge.constitution.principle(pid)))
         scores = pointwise_scores(judge.backend, judge.constitution, jobs, judge.prompts_dir)
-        scale = judge.scoring()["scale"]
-        return [2.0 * sigmoid(scale * x) - 1.0 for x in scores]
+        return [2.0 * sigmoid(judge.score_scale() * x) - 1.0 for x in scores]
 
     def __call__(self, prompts: list, completions: list, **kwargs) -> list[float]:
         convs = [as_messages(p) for p in prompts]
