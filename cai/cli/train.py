@@ -18,18 +18,24 @@ from cai.cli.options import ConfigFlags, config_command
 from cai.errors import CaiError
 from cai.train.config import (
     DPORunConfig,
+    KTORunConfig,
+    OnlineDPORunConfig,
     OnlineRunConfig,
+    ORPORunConfig,
     PPORunConfig,
     RewardRunConfig,
     SFTRunConfig,
+    SimPORunConfig,
     TrainConfig,
 )
 
 app = typer.Typer(
-    help="Train on CAI/RLAIF data with trl 1.12: sft, reward, dpo, ppo, grpo, rloo.\n\n"
+    help="Train on CAI/RLAIF data with trl 1.12: sft, reward, dpo, orpo, simpo, kto, ppo, "
+    "grpo, rloo, online-dpo.\n\n"
     "Settings: defaults < --config YAML < flags < --set. Every field of cai/train/config.py "
     "has a flag; any field of trl's own config (SFTConfig, RewardConfig, DPOConfig, "
-    "PPOConfig, GRPOConfig, RLOOConfig) passes through with --set key=value (repeatable; "
+    "ORPOConfig, CPOConfig, KTOConfig, PPOConfig, GRPOConfig, RLOOConfig, OnlineDPOConfig) "
+    "passes through with --set key=value (repeatable; "
     "values are YAML, e.g. --set gradient_accumulation_steps=4 --set report_to=[wandb]) or "
     "under `trl:` in the YAML. Every command runs unchanged under `accelerate launch`.",
     no_args_is_help=True,
@@ -119,9 +125,13 @@ TRAIN: dict[str, ConfigFlags] = {
     "sft": _flags(SFTRunConfig),
     "reward": _flags(RewardRunConfig, names={"use_margin": ("--use-margin/--no-margin",)}),
     "dpo": _flags(DPORunConfig, dpo_shorthands),
+    "orpo": _flags(ORPORunConfig),
+    "simpo": _flags(SimPORunConfig),
+    "kto": _flags(KTORunConfig),
     "ppo": _flags(PPORunConfig),
     "grpo": _flags(OnlineRunConfig, reward_flags),
     "rloo": _flags(OnlineRunConfig, reward_flags, output=Path("out/rloo")),
+    "online-dpo": _flags(OnlineDPORunConfig, reward_flags),
 }
 """Each train command's options: its config, the trl shorthands, and its own extras."""
 
@@ -129,17 +139,25 @@ HELP = {
     "sft": "SFT on a generate-revisions dataset; the loss falls on the revision only.",
     "reward": "A reward model (one-output classifier) on a `cai judge` preference dataset.",
     "dpo": "DPO on a preference dataset (`cai judge` or generate-revisions output).",
+    "orpo": "ORPO (trl.experimental.orpo): SFT on chosen plus an odds-ratio preference loss; "
+    "no reference model. beta is the paper's lambda.",
+    "simpo": "SimPO (trl.experimental.cpo, loss_type=simpo, cpo_alpha=0): a length-normalised "
+    "margin, no reference model; beta 2.0 and simpo_gamma 1.0 by default.",
+    "kto": "KTO (trl.KTOTrainer) on unpaired good/bad completions: from pairs, from a label "
+    "column, or from a per-completion score with --score-column and --threshold.",
     "ppo": "PPO (trl.experimental) with ONE reward model; prompts from --dataset "
     "[red-team]. For several rewards or the judge as reward, use grpo or rloo.",
     "grpo": "GRPO on prompts (--dataset, default red-team) with reward models and/or the judge.",
     "rloo": "RLOO on prompts (--dataset, default red-team) with reward models and/or the judge.",
+    "online-dpo": "Online DPO (trl.experimental.online_dpo): two samples per prompt from the "
+    "current policy, labelled by the judge (--judge-model; default smollm2-135m) or rewards.",
 }
 
 
 def _trainer(kind: str) -> Callable[[Any], dict]:
     from cai import train
 
-    if kind in ("grpo", "rloo"):
+    if kind in ("grpo", "rloo", "online-dpo"):
         return lambda cfg: train.train_online(cfg, kind)
     return getattr(train, f"train_{kind}")
 

@@ -10,7 +10,13 @@ from cai.judge.ensemble import Ensemble
 from cai.judge.lmscore import pointwise_scores
 from cai.judge.pairwise import MODES, Judge, PairItem, PairResult
 from cai.judge.refusal import JudgeRefusal, judge_refusals, refusal_probabilities
-from cai.judge.reward import JudgeReward, build_reward, reward_from_spec
+from cai.judge.reward import (
+    JudgeLabeller,
+    JudgeReward,
+    build_labeller,
+    build_reward,
+    reward_from_spec,
+)
 from cai.judge.run import JudgeJob, run_judge
 
 __all__ = [
@@ -21,7 +27,9 @@ __all__ = [
     "Judge",
     "JudgeJob",
     "JudgeRefusal",
+    "JudgeLabeller",
     "JudgeReward",
+    "build_labeller",
     "build_reward",
     "reward_from_spec",
     "PairItem",

@@ -9,6 +9,9 @@ reward is ``2 * sigmoid(scale * (log P(Yes) - log P(No))) - 1`` of the completio
     from trl import GRPOTrainer
     reward = JudgeReward(build_judge(BackendConfig(model="smollm2-135m")), reference=policy)
     GRPOTrainer(..., reward_funcs=[reward])
+
+``JudgeLabeller(judge)`` labels online DPO's pairs: it judges the two samples of a prompt
+against each other rather than each against a baseline.
 """
 
 from __future__ import annotations
@@ -94,6 +97,39 @@ class JudgeReward:
         return [2.0 * r.p_a - 1.0 for r in self.judge.judge(items)]
 
 
+class JudgeLabeller:
+    """The judge as online DPO's labeller: trl's ``OnlineDPOTrainer`` samples two
+    completions per prompt and calls its reward function with ``2 * prompts`` (completion
+    ``i`` and ``i + B`` answer the same prompt). The judge compares each pair directly and
+    returns ``p`` for the first and ``1 - p`` for the second, where ``p`` is its soft label
+    P(first is better); trl chooses the higher. ``labels`` keeps every step's ``p``."""
+
+    __name__ = "cai_judge_labeller"
+    name = "judge_labeller"
+
+    def __init__(self, judge: Judge) -> None:
+        self.judge = judge
+        self.labels: list[list[float]] = []
+
+    def __call__(self, prompts: list, completions: list, **kwargs) -> list[float]:
+        half = len(prompts) // 2
+        if len(prompts) != 2 * half or len(completions) != len(prompts):
+            raise ValueError("JudgeLabeller expects two completions per prompt (2 * B rows)")
+        step = len(self.labels)
+        items = [
+            PairItem(
+                f"label:{step}:{i}:{JudgeReward._key(as_messages(prompts[i]))}",
+                as_messages(prompts[i]),
+                response_text(completions[i]) or "",
+                response_text(completions[i + half]) or "",
+            )
+            for i in range(half)
+        ]
+        p = [r.p_a for r in self.judge.judge(items)]
+        self.labels.append(p)
+        return p + [1.0 - x for x in p]
+
+
 def reward_from_spec(spec: RewardSpec, policy: str) -> RewardFn:
     """One reward function from its spec; ``policy`` gives the judge's baseline answers
     (on transformers, in the trainer's process). A judge runs on ``spec.judge``'s engine."""
@@ -107,6 +143,16 @@ def reward_from_spec(spec: RewardSpec, policy: str) -> RewardFn:
         judge = build_judge(spec.judge, constitution=spec.constitution, **scoring_settings(spec))
         return JudgeReward(judge, reference=load_backend("transformers", policy))
     return ToxicityPenalty(spec.path)
+
+
+def build_labeller(specs: Sequence[RewardSpec]) -> JudgeLabeller | None:
+    """Online DPO's judge labeller when ``specs`` is one judge reward, else None."""
+    if len(specs) != 1 or specs[0].kind != "judge":
+        return None
+    spec = specs[0]
+    return JudgeLabeller(
+        build_judge(spec.judge, constitution=spec.constitution, **scoring_settings(spec))
+    )
 
 
 def build_reward(

@@ -41,34 +41,65 @@ def require_columns(ds, needed: list[str], dataset: str, hint: str) -> None:
         )
 
 
-TRL_CONFIGS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "sft": ("trl", "SFTConfig", {"completion_only_loss": True, "learning_rate": 1e-5}),
-    "reward": ("trl", "RewardConfig", {"learning_rate": 5e-5}),
-    "dpo": ("trl", "DPOConfig", {"learning_rate": 5e-6}),
-    "ppo": ("trl.experimental.ppo", "PPOConfig",
+TRL_CONFIGS: dict[str, tuple[str, str, str, dict[str, Any]]] = {
+    "sft": ("trl", "SFTConfig", "SFTTrainer",
+            {"completion_only_loss": True, "learning_rate": 1e-5}),
+    "reward": ("trl", "RewardConfig", "RewardTrainer", {"learning_rate": 5e-5}),
+    "dpo": ("trl", "DPOConfig", "DPOTrainer", {"learning_rate": 5e-6}),
+    "orpo": ("trl.experimental.orpo", "ORPOConfig", "ORPOTrainer",
+             {"learning_rate": 5e-6, "beta": 0.1}),
+    "simpo": ("trl.experimental.cpo", "CPOConfig", "CPOTrainer",
+              {"loss_type": "simpo", "cpo_alpha": 0.0, "beta": 2.0, "simpo_gamma": 1.0,
+               "learning_rate": 5e-6}),
+    "kto": ("trl", "KTOConfig", "KTOTrainer", {"learning_rate": 5e-6, "beta": 0.1}),
+    "ppo": ("trl.experimental.ppo", "PPOConfig", "PPOTrainer",
             {"learning_rate": 1e-5, "response_length": 64, "num_ppo_epochs": 2,
              "num_mini_batches": 1, "stop_token": "eos"}),
-    "grpo": ("trl", "GRPOConfig",
+    "grpo": ("trl", "GRPOConfig", "GRPOTrainer",
              {"num_generations": 4, "max_completion_length": 64, "learning_rate": 1e-5}),
-    "rloo": ("trl", "RLOOConfig",
+    "rloo": ("trl", "RLOOConfig", "RLOOTrainer",
              {"num_generations": 4, "max_completion_length": 64, "learning_rate": 1e-5}),
+    "online-dpo": ("trl.experimental.online_dpo", "OnlineDPOConfig", "OnlineDPOTrainer",
+                   {"learning_rate": 5e-6, "max_new_tokens": 64, "beta": [0.1]}),
 }  # fmt: skip
-"""Each kind of training: trl's config class (module, name) and the defaults its trainer
-module passes to ``trl_args`` (kept equal to them, so ``check_trl`` builds the same
-config before anything runs)."""
+"""Each kind of training: trl's module, config class and trainer class, and our defaults
+under the user's ``trl:`` fields. ORPO, CPO (SimPO is its ``loss_type="simpo"``; with
+``cpo_alpha=0`` it has no NLL term, as in the SimPO paper, whose beta 2.0 and gamma/beta 0.5
+are the defaults here), PPO and online DPO are in ``trl.experimental`` and may move; KTO
+was promoted to ``trl`` itself (``trl.experimental.kto`` is a deprecated alias)."""
+
+
+def trl_class(kind: str, which: str = "config") -> type:
+    """trl's config (``which="config"``) or trainer (``"trainer"``) class of ``kind``."""
+    import importlib
+
+    module, config_name, trainer_name, _ = TRL_CONFIGS[kind]
+    name = config_name if which == "config" else trainer_name
+    if module == "trl":
+        return trl_attr(name)
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        import trl
+
+        raise CaiError(
+            f"trl {trl.__version__} has no {module}.{name} ({e}); cai was built against trl "
+            "1.12, where that experimental class lives. Install trl 1.12 (pip install "
+            "'trl==1.12.*')."
+        ) from None
+
+
+def trl_config(kind: str, cfg: TrainConfig, **over: Any):
+    """trl's config of a ``kind`` run: ``TRL_CONFIGS``'s defaults, ``over``, then the user's
+    ``trl:`` fields. A bad field raises ``CaiError`` naming it."""
+    return trl_args(trl_class(kind), cfg, **{**TRL_CONFIGS[kind][3], **over})
 
 
 def check_trl(kind: str, cfg: TrainConfig) -> None:
     """Build the trl config of a ``kind`` run (``sft``, ``dpo``, ...) from ``cfg`` without
     training: a bad ``trl:`` field raises ``CaiError`` naming it, before any folder is
     touched."""
-    import importlib
-
-    module, name, defaults = TRL_CONFIGS[kind]
-    config_cls = (
-        trl_attr(name) if module == "trl" else getattr(importlib.import_module(module), name)
-    )
-    trl_args(config_cls, cfg, **defaults)
+    trl_config(kind, cfg)
 
 
 def _typed_trl_fields(config_cls: type, fields: dict[str, Any]) -> dict[str, Any]:

@@ -97,6 +97,39 @@ class DPORunConfig(TrainConfig):
     """Drop pairs whose soft label `p_chosen` lies within this distance of 0.5."""
 
 
+class ORPORunConfig(DPORunConfig):
+    """``cai train orpo``: SFT plus an odds-ratio preference loss, no reference model."""
+
+    output: Path = Path("out/orpo")
+
+
+class SimPORunConfig(DPORunConfig):
+    """``cai train simpo``: a length-normalised, reference-free margin loss."""
+
+    output: Path = Path("out/simpo")
+
+
+class KTORunConfig(TrainConfig):
+    """``cai train kto``: learn from unpaired good/bad completions (Ethayarajh et al. 2024).
+
+    The rows come from one of three sources, in this order:
+    - `score_column` set: a per-completion score and `threshold` (score >= threshold is
+      desirable). The column holds one number per row beside a `completion` column, or a
+      list with one number per `candidates` entry (as `cai judge` writes `scores`, and
+      `candidate_scores` in pointwise mode: each candidate's own yes/no score);
+    - a `label` column (trl's own unpaired format: prompt, completion, label);
+    - else a preference dataset: chosen is desirable, rejected undesirable."""
+
+    dataset: str = "out/preferences"
+    output: Path = Path("out/kto")
+    score_column: str | None = None
+    """A per-completion score column (see above); unset: use labels or pairs."""
+    threshold: float = 0.0
+    """With `score_column`: a score at or above it is desirable."""
+    min_confidence: float = Field(default=0.0, ge=0, lt=0.5)
+    """From pairs: drop pairs whose `p_chosen` lies within this distance of 0.5."""
+
+
 class OnlineRunConfig(TrainConfig):
     """``cai train grpo`` / ``cai train rloo``: online RL with reward functions."""
 
@@ -133,3 +166,16 @@ class PPORunConfig(TrainConfig):
     """The frozen reference policy (default: a copy of `model`)."""
     max_prompt_tokens: int = Field(default=256, ge=8)
     """Prompts longer than this (in tokens) are dropped, with a count."""
+
+
+class OnlineDPORunConfig(OnlineRunConfig):
+    """``cai train online-dpo``: online DPO (trl.experimental.online_dpo). Each step samples
+    two completions per prompt from the current policy; the judge labels which is better
+    (direct RLAIF, beside GRPO/RLOO) and DPO's loss trains on that pair."""
+
+    output: Path = Path("out/online-dpo")
+    rewards: list[RewardSpec] = Field(default_factory=lambda: [RewardSpec(kind="judge")])
+    """The labeller. One `judge` reward (the default: smollm2-135m with the `harmless`
+    constitution; set its `judge`, `constitution`, `mode`, ...) compares the two samples
+    of a prompt directly and the one it prefers is chosen. Other rewards (reward models,
+    toxicity) score each sample and the higher sum is chosen, as in trl."""

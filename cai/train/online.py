@@ -1,4 +1,4 @@
-"""``cai train grpo`` and ``cai train rloo``: online RL with reward functions.
+"""``cai train grpo``, ``rloo`` and ``online-dpo``: online RL with reward functions.
 
 Input: a prompt set (anything ``cai generate-revisions`` reads; default our red-team set).
 Each row becomes ``{"prompt": [messages...]}`` plus the columns every row has (a boolean
@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from cai import models
-from cai.judge import build_reward
+from cai.judge import build_labeller, build_reward
 from cai.scorers import RewardFn
 from cai.train import common
 from cai.train.config import OnlineRunConfig
@@ -33,29 +33,31 @@ def prompt_dataset(cfg: common.TrainConfig):
     )
 
 
-TRAINERS = {
-    "grpo": ("GRPOConfig", "GRPOTrainer"),
-    "rloo": ("RLOOConfig", "RLOOTrainer"),
-}
+ONLINE = ("grpo", "rloo", "online-dpo")
+"""The online methods, each a key of ``common.TRL_CONFIGS``."""
 
 
 def train_online(cfg: OnlineRunConfig, algorithm: str, reward_fn: RewardFn | None = None) -> dict:
-    """Train with GRPO or RLOO; return the summary (``reward`` over steps included)."""
-    config_name, trainer_name = TRAINERS[algorithm]
+    """Train with GRPO, RLOO or online DPO; return the summary (``reward`` over steps).
+
+    Online DPO with one judge reward (``OnlineDPORunConfig``'s default) is labelled by the
+    judge comparing its two samples (``cai.judge.JudgeLabeller``); with other rewards, trl
+    chooses the sample with the higher reward."""
+    if algorithm not in ONLINE:
+        raise ValueError(f"unknown online method {algorithm!r}; known: {', '.join(ONLINE)}")
     started = time.time()
     data = prompt_dataset(cfg)
-    reward = reward_fn or build_reward(
-        cfg.rewards, cfg.model, cfg.combine, cfg.safety_threshold, cfg.unsafe_column
+    args = common.trl_config(algorithm, cfg)
+    labeller = build_labeller(cfg.rewards) if algorithm == "online-dpo" and not reward_fn else None
+    reward = (
+        reward_fn
+        or labeller
+        or build_reward(
+            cfg.rewards, cfg.model, cfg.combine, cfg.safety_threshold, cfg.unsafe_column
+        )
     )
     model, tok = models.load_causal_lm(cfg.model, cfg.trust_remote_code)
-    args = common.trl_args(
-        common.trl_attr(config_name),
-        cfg,
-        num_generations=4,
-        max_completion_length=64,
-        learning_rate=1e-5,
-    )
-    trainer = common.trl_attr(trainer_name)(
+    trainer = common.trl_class(algorithm, "trainer")(
         model=model,
         reward_funcs=[reward],
         args=args,
@@ -64,6 +66,18 @@ def train_online(cfg: OnlineRunConfig, algorithm: str, reward_fn: RewardFn | Non
         peft_config=common.peft_config(cfg.lora),
     )
     common.train(trainer, cfg)
-    extra = {"reward": common.log_series(trainer, "reward"), "reward_name": reward.__name__}
+    key = "objective/scores" if algorithm == "online-dpo" else "reward"
+    extra = {"reward": common.log_series(trainer, key), "reward_name": reward.__name__}
+    if algorithm == "online-dpo":
+        extra["reward_margins"] = common.log_series(trainer, "rewards/margins")
+        if labeller is not None:  # per step: the judge's mean P(chosen is better)
+            extra["reward"] = [sum(max(x, 1 - x) for x in p) / len(p) for p in labeller.labels]
+            extra["reward_name"] = "judge P(chosen better)"
+            p = [x for step in labeller.labels for x in step]
+            extra["judge_labels"] = {
+                "pairs": len(p),
+                "first_preferred": sum(x >= 0.5 for x in p),
+                "confident": sum(abs(x - 0.5) >= 0.1 for x in p),
+            }
     info = {"rows": len(data), "provenance": {}}
     return common.finish(trainer, cfg, algorithm, started, info, extra)

@@ -48,7 +48,7 @@ def train_ppo(cfg: PPORunConfig, reward_model=None) -> dict:
         raise CaiError(
             "PPO needs a reward model: give --reward-model (e.g. a `cai train reward` output)"
         )
-    from trl.experimental.ppo import PPOConfig, PPOTrainer
+    PPOTrainer = common.trl_class("ppo", "trainer")
 
     started = time.time()
     model, tok = models.load_causal_lm(cfg.model, cfg.trust_remote_code)
@@ -64,16 +64,7 @@ def train_ppo(cfg: PPORunConfig, reward_model=None) -> dict:
     value_init = cfg.value_model or cfg.reward_model or cfg.model
     value, _ = models.load_scalar_model(value_init, cfg.trust_remote_code)
     data = tokenised_prompts(cfg, tok)
-    args = common.trl_args(
-        PPOConfig,
-        cfg,
-        learning_rate=1e-5,
-        response_length=64,
-        num_ppo_epochs=2,
-        num_mini_batches=1,
-        total_episodes=len(data),
-        stop_token="eos",
-    )
+    args = common.trl_config("ppo", cfg, total_episodes=len(data))
     trainer = PPOTrainer(
         args=args,
         processing_class=tok,

@@ -17,8 +17,6 @@ from cai.train.config import RewardRunConfig
 
 
 def train_reward(cfg: RewardRunConfig) -> dict:
-    from trl import RewardConfig, RewardTrainer
-
     started = time.time()
     raw = common.load_data(cfg)
     keep = ["prompt", "chosen", "rejected"] + (["margin"] if cfg.use_margin else [])
@@ -30,8 +28,8 @@ def train_reward(cfg: RewardRunConfig) -> dict:
         held = common.load_data(cfg, split=cfg.eval_split)
         evaluation, _ = common.preference_data(held, cfg.dataset, 0.0, keep)
     model, tok = models.load_scalar_model(cfg.model, cfg.trust_remote_code)
-    args = common.trl_args(RewardConfig, cfg, learning_rate=5e-5)
-    trainer = RewardTrainer(
+    args = common.trl_config("reward", cfg)
+    trainer = common.trl_class("reward", "trainer")(
         model=model,
         args=args,
         processing_class=tok,

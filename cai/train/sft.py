@@ -80,13 +80,11 @@ def build_dataset(cfg: SFTRunConfig):
 
 def train_sft(cfg: SFTRunConfig) -> dict:
     """Train; return the summary that is also saved as ``cai_train.json``."""
-    from trl import SFTConfig, SFTTrainer
-
     started = time.time()
     data, info = build_dataset(cfg)
     model, tok = models.load_causal_lm(cfg.model, cfg.trust_remote_code)
-    args = common.trl_args(SFTConfig, cfg, completion_only_loss=True, learning_rate=1e-5)
-    trainer = SFTTrainer(
+    args = common.trl_config("sft", cfg)
+    trainer = common.trl_class("sft", "trainer")(
         model=model,
         args=args,
         processing_class=tok,

@@ -16,8 +16,8 @@ from tests.train.conftest import cfg
 
 
 def test_bad_configuration_fails_before_training(data, tmp_path):
-    from cai.train.dpo import train_dpo
     from cai.train.ppo import train_ppo
+    from cai.train.preference import train_dpo
     from cai.train.reward import train_reward
     from cai.train.sft import train_sft
 

@@ -7,7 +7,7 @@ from tests.train.conftest import TRL, base_weights, cfg, changed, weights
 
 
 def test_dpo_loss_falls_and_margins_are_logged(data, tmp_path):
-    from cai.train.dpo import train_dpo
+    from cai.train.preference import train_dpo
 
     out = tmp_path / "dpo"
     trl = {**TRL, "learning_rate": 1e-3, "loss_type": ["ipo"], "beta": 0.2}
