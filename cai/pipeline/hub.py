@@ -13,7 +13,7 @@ from pathlib import Path
 from cai._util import write_text_atomic
 from cai.data import push_to_hub
 from cai.pipeline.recipe import Recipe
-from cai.pipeline.stages import MODEL_STAGES, out
+from cai.pipeline.stages import model_stages, out
 
 MARK = "\n## Related repos\n"
 
@@ -25,7 +25,7 @@ def repos(recipe: Recipe, org: str) -> dict[str, tuple[str, str]]:
         found["revisions"] = (f"{org}/{recipe.name}-revisions", "dataset")
     if "judge" in recipe.run:
         found["judge"] = (f"{org}/{recipe.name}-preferences", "dataset")
-    models = [s for s in MODEL_STAGES if s in recipe.run]
+    models = model_stages(recipe)
     if models:
         found[models[-1]] = (f"{org}/{recipe.name}-{models[-1]}", "model")
     return found

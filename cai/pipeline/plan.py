@@ -20,10 +20,9 @@ from cai._util import canonical_hash, file_sha256
 from cai.errors import CaiError
 from cai.models import model_identity
 from cai.pipeline.recipe import STAGES, Recipe
-from cai.pipeline.stages import out, stage_config
+from cai.pipeline.stages import out, stage_config, stage_kind, trains
 
 STAGE_FILE = "stage.json"
-TRAIN_STAGES = ("sft", "reward", "dpo", "ppo", "grpo")
 NOT_INPUTS = frozenset({"output", "trl", "resume_from_checkpoint", "push_to_hub"})
 """Config fields that name no folder a stage reads."""
 
@@ -93,7 +92,7 @@ def _outside_key(folder: Path) -> str | None:
 def _hand_folders(cfg: BaseModel, recipe: Recipe) -> dict[str, str]:
     """Folders the stage reads that no stage makes (a model or dataset given by hand),
     with their content identity: retraining such a model in place changes the key."""
-    made = {out(recipe, s).resolve() for s in STAGES}
+    made = {out(recipe, s).resolve() for s in (*STAGES, *recipe.stages())}
     made |= {g for f in list(made) for g in (staging(f), _aside(f))}
     found: dict[str, str] = {}
 
@@ -137,7 +136,7 @@ def plan(recipe: Recipe, source: str = "recipe") -> list[StagePlan]:
         keys[name] = key
         folder = out(recipe, name)
         rec = read_stage(folder)
-        nxt = read_stage(staging(folder)) if name in TRAIN_STAGES else {}
+        nxt = read_stage(staging(folder)) if trains(name) else {}
         if rec.get("key") == key and rec.get("complete"):
             status = "done"
         elif rec.get("key") == key or nxt.get("key") == key:
@@ -158,17 +157,17 @@ def check_plans(recipe: Recipe, plans: list[StagePlan], source: str = "recipe") 
     for p in todo:
         for d in p.deps:
             where = out(recipe, d)
-            if d not in recipe.run and finished_output(where) is None:
+            if d not in recipe.stages() and finished_output(where) is None:
                 raise CaiError(
                     f"{source}: stage {p.name!r} reads the output of {d!r}, which is not in "
                     f"run: and has no finished output at {where}; add {d!r} to run:"
                 )
-    train = [p for p in todo if p.name in TRAIN_STAGES]
+    train = [p for p in todo if trains(p.name)]
     if train:
         from cai.train.common import check_trl
 
         for p in train:
             try:
-                check_trl(p.name, p.config)
+                check_trl(stage_kind(recipe, p.name), p.config)
             except CaiError as e:
                 raise CaiError(f"{source}: stage {p.name!r}: {e}") from None

@@ -18,6 +18,19 @@ Example::
     revisions: {limit: 64, sampling: {max_new_tokens: 96}}
     sft: {trl: {max_steps: 16}}
     dpo: {trl: {max_steps: 16, beta: 0.1}}
+
+Iterative rounds (``rounds: N``, after ``dpo`` and before ``ppo``/``grpo``): round ``k``
+samples candidates from the current policy and judges them (stage ``roundk-judge``, the
+``judge`` section's fields, then ``iterate.judge``), then optimises from that policy with
+``iterate.method`` (stage ``roundk-train``, ``iterate.train``); ``iterate.per_round``
+changes one round's settings::
+
+    rounds: 3
+    iterate:
+      method: dpo                       # dpo, ipo, orpo, simpo or kto
+      judge: {limit: 64, num_candidates: 4}
+      train: {trl: {max_steps: 16, beta: 0.1}}
+      per_round: {3: {train: {trl: {beta: 0.2}}}}
 """
 
 from __future__ import annotations
@@ -26,14 +39,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from cai.config import CaiConfig, JudgeScoring, first_error
 from cai.errors import CaiError
 from cai.models import DEFAULT_MODEL
 
 STAGES = ("revisions", "sft", "judge", "calibrate", "reward", "dpo", "ppo", "grpo", "evaluate")
-"""Every stage, in the order they run."""
+"""Every named stage, in the order they run (the rounds' stages come after ``dpo``)."""
+ROUND_STAGES = ("judge", "train")
+"""The stages of one iterative round, in order: ``round<k>-judge``, ``round<k>-train``."""
+IterMethod = Literal["dpo", "ipo", "orpo", "simpo", "kto"]
 StageName = Literal["revisions", "sft", "judge", "calibrate", "reward", "dpo", "ppo", "grpo",
                     "evaluate"]  # fmt: skip
 
@@ -50,6 +66,35 @@ class PromptSets(CaiConfig):
     """Prompts for revisions, candidate sampling and online RL."""
     evaluate: list[str] = ["red-team", "helpful"]
     """Prompt sets for evaluation (a set named helpful/benign counts for the refusal rate)."""
+
+
+class RoundSettings(CaiConfig):
+    """One round's changes (``iterate.per_round``), merged over ``iterate``'s."""
+
+    method: IterMethod | None = None
+    """This round's method (default `iterate.method`)."""
+    judge: dict[str, Any] = {}
+    """This round's `cai judge` fields, over `iterate.judge`."""
+    train: dict[str, Any] = {}
+    """This round's trainer fields, over `iterate.train`."""
+
+
+class Iterate(CaiConfig):
+    """Iterative preference optimisation: what every round does (``rounds: N``)."""
+
+    method: IterMethod = "dpo"
+    """How each round optimises: dpo, ipo (dpo with trl's loss_type ipo), orpo, simpo, or
+    kto (its rows from the round's pairs: chosen desirable, rejected undesirable)."""
+    judge: dict[str, Any] = {}
+    """`cai judge` fields (JudgeConfig) for each round's sampling and judging, over the
+    recipe's `judge` section (e.g. `num_candidates`, `limit`, `temperature_range`). Each
+    round samples with seed `seed + k`, so rounds see fresh samples."""
+    train: dict[str, Any] = {}
+    """The method's `cai train` fields (DPORunConfig, ORPORunConfig, SimPORunConfig or
+    KTORunConfig), e.g. `trl: {max_steps: 16, beta: 0.1}`."""
+    per_round: dict[int, RoundSettings] = {}
+    """Changes for single rounds, by round number (1 is the first): `{2: {train: {trl:
+    {beta: 0.2}}}}`. A change reruns that round and what follows it."""
 
 
 class Recipe(CaiConfig):
@@ -82,12 +127,47 @@ class Recipe(CaiConfig):
     `verbatim` (logprob only), `judge` (its engine; the model defaults to `models.judge`)."""
     reward: dict[str, Any] = {}
     dpo: dict[str, Any] = {}
+    rounds: int = Field(default=0, ge=0, le=100)
+    """Iterative rounds of sample, judge, optimise after `dpo` (0: none). Each round starts
+    from the previous round's policy (round 1 from the latest of sft and dpo)."""
+    iterate: Iterate = Field(default_factory=Iterate)
+    """What each round does (see `Iterate`)."""
     ppo: dict[str, Any] = {}
     grpo: dict[str, Any] = {}
     evaluate: dict[str, Any] = {}
 
     def stages(self) -> list[str]:
-        return [s for s in STAGES if s in self.run]
+        """Every stage that runs, in order, with the rounds' stages after ``dpo``."""
+        out = []
+        for s in STAGES:
+            if s in self.run:
+                out.append(s)
+            if s == "dpo":
+                out += [round_stage(k, part) for k in range(1, self.rounds + 1)
+                        for part in ROUND_STAGES]  # fmt: skip
+        return out
+
+    @model_validator(mode="after")
+    def _rounds_exist(self) -> Recipe:
+        extra = sorted(k for k in self.iterate.per_round if not 1 <= k <= self.rounds)
+        if extra:
+            raise ValueError(
+                f"iterate.per_round names round(s) {extra}, but rounds is {self.rounds}"
+            )
+        return self
+
+
+def round_stage(k: int, part: str) -> str:
+    """The name (and folder) of round ``k``'s ``part`` stage: ``round2-judge``."""
+    return f"round{k}-{part}"
+
+
+def parse_round(stage: str) -> tuple[int, str] | None:
+    """``(k, part)`` of a round stage's name, else None."""
+    head, _, part = stage.partition("-")
+    if head.startswith("round") and head[5:].isdigit() and part in ROUND_STAGES:
+        return int(head[5:]), part
+    return None
 
 
 def load_recipe(path: Path) -> Recipe:

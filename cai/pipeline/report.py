@@ -14,7 +14,7 @@ from pathlib import Path
 from cai._util import write_json_atomic, write_text_atomic
 from cai.data import markdown_table
 from cai.pipeline.plan import StagePlan, read_stage
-from cai.pipeline.recipe import Recipe
+from cai.pipeline.recipe import Recipe, round_stage
 from cai.quality import report_markdown
 
 
@@ -26,6 +26,28 @@ def _f(v) -> str:
             return str(int(v))
         return f"{v:.1f}" if abs(v) >= 100 else f"{v:.3f}"
     return str(v)
+
+
+def _rounds(recipe: Recipe, dig: dict[str, dict]) -> list[str]:
+    """One row per iterative round: its judge's statistics and its training."""
+    rows = []
+    for k in range(1, recipe.rounds + 1):
+        j = dig.get(round_stage(k, "judge")) or {}
+        t = dig.get(round_stage(k, "train")) or {}
+        lb = j.get("length_bias") or {}
+        m = t.get("reward_margins") or {}
+        rows.append([k, t.get("kind") or "–", j.get("pairs"), _f(j.get("mean_p_chosen")),
+                     _f(j.get("position_consistency")), _f(lb.get("longer_wins")),
+                     t.get("steps"), f"{_f(t.get('first_loss'))} → {_f(t.get('last_loss'))}",
+                     f"{_f(m.get('first'))} → {_f(m.get('last'))}" if m else "–"])  # fmt: skip
+    if not rows:
+        return []
+    head = ["round", "method", "pairs judged", "mean p_chosen", "position consistency",
+            "longer wins", "steps", "loss", "reward margin"]  # fmt: skip
+    return ["## Iterative rounds", "",
+            "Each round samples from the previous round's policy, judges the samples and "
+            "optimises; its policy's evaluation row is in the evaluation table below "
+            f"(`{recipe.output}/round<k>-train`).", "", markdown_table(head, rows), ""]  # fmt: skip
 
 
 def write_report(recipe: Recipe, plans: list[StagePlan]) -> Path:
@@ -91,8 +113,9 @@ def write_report(recipe: Recipe, plans: list[StagePlan]) -> Path:
             src = recipe.output / "calibrate" / "reliability.png"
             if src.is_file():
                 shutil.copyfile(src, folder / "calibration_reliability.png")
+    lines += _rounds(recipe, dig)
     train_rows = []
-    for name in ("sft", "reward", "dpo", "ppo", "grpo"):
+    for name in [p.name for p in plans if p.name in ("sft", "reward", "dpo", "ppo", "grpo")]:
         if d := dig.get(name):
             extra = []
             if d.get("eval_accuracy") is not None:

@@ -38,7 +38,6 @@ from cai._util import write_json_atomic
 from cai.models import write_identity
 from cai.pipeline.plan import (
     STAGE_FILE,
-    TRAIN_STAGES,
     StagePlan,
     _aside,
     check_plans,
@@ -48,7 +47,7 @@ from cai.pipeline.plan import (
 )
 from cai.pipeline.recipe import Recipe
 from cai.pipeline.report import write_report
-from cai.pipeline.stages import digest, out, run_stage
+from cai.pipeline.stages import TRAIN_STAGES, digest, out, run_stage, stage_kind, trains
 
 
 def recover(folder: Path) -> None:
@@ -71,7 +70,7 @@ def _prepare(p: StagePlan) -> Path:
     A training stage writes ``<stage>.next``, so the finished model in its folder stays
     whole (and readable) until the new one is complete; a ``.next`` of other settings is
     dropped, one of the same key resumes from its newest checkpoint."""
-    if p.name not in TRAIN_STAGES:
+    if not trains(p.name):
         p.folder.mkdir(parents=True, exist_ok=True)
         write_json_atomic(p.folder / STAGE_FILE, {"stage": p.name, "key": p.key, "complete": False})
         return p.folder
@@ -111,7 +110,7 @@ def _install(p: StagePlan, work: Path, record: dict) -> None:
 
 def run_pipeline(recipe: Recipe, source: str = "recipe", log=print) -> dict:
     """Run every stage that is not done; write the report; return the run's record."""
-    for name in TRAIN_STAGES:
+    for name in dict.fromkeys([*TRAIN_STAGES, *filter(trains, recipe.stages())]):
         recover(out(recipe, name))
     plans = plan(recipe, source)
     check_plans(recipe, plans, source)
@@ -124,10 +123,12 @@ def run_pipeline(recipe: Recipe, source: str = "recipe", log=print) -> dict:
         into = f"{work}, then replaces {p.folder}" if work != p.folder else str(work)
         log(f"[{p.name}] running ({p.status}) -> {into}")
         start = time.perf_counter()
-        summary = run_stage(p.name, p.config)
+        kind = stage_kind(recipe, p.name)
+        summary = run_stage(kind, p.config)
         seconds = round(time.perf_counter() - start, 1)
-        record = {"stage": p.name, "key": p.key, "complete": True, "seconds": seconds,
-                  "deps": list(p.deps), "digest": digest(p.name, summary)}  # fmt: skip
+        record = {"stage": p.name, "kind": kind, "key": p.key, "complete": True,
+                  "seconds": seconds, "deps": list(p.deps),
+                  "digest": digest(kind, summary)}  # fmt: skip
         if work != p.folder:
             _install(p, work, record)
         else:

@@ -15,12 +15,16 @@ datasets it takes from earlier stages.
 | dpo | `cai train dpo` | judge, sft |
 | ppo | `cai train ppo` | reward, dpo (else sft) |
 | grpo | `cai train grpo` (reward model, else the judge, as reward) | reward, dpo (else sft) |
-| evaluate | `cai evaluate` on the base and every trained policy | sft, dpo, ppo, grpo, reward |
+| round*k*-judge | `cai judge` sampling from the current policy | the previous policy |
+| round*k*-train | `cai train dpo/orpo/simpo/kto` (ipo: dpo's loss_type ipo) | round*k*-judge |
+| evaluate | `cai evaluate` on the base and every trained policy | every policy, reward |
+
+A policy stage starts from the latest policy before it in this order: sft, dpo, each
+round's train stage, ppo, grpo (grpo does not start from ppo).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,11 +33,15 @@ from pydantic import BaseModel, ValidationError
 
 from cai.config import CalibrateConfig, EvalConfig, JudgeConfig, ReviseConfig, first_error
 from cai.errors import CaiError
-from cai.pipeline.recipe import Recipe
+from cai.pipeline.recipe import STAGES, Recipe, RoundSettings, parse_round, round_stage
 from cai.train import config as tc
 
 MODEL_STAGES = ("sft", "dpo", "ppo", "grpo")
-"""Stages whose output is a policy model, in the order they refine it."""
+"""Named stages whose output is a policy model, in the order they refine it."""
+TRAIN_STAGES = ("sft", "reward", "dpo", "ppo", "grpo")
+"""Named stages that train a model (as do the rounds' train stages)."""
+ROUND_KIND = {"dpo": "dpo", "ipo": "dpo", "orpo": "orpo", "simpo": "simpo", "kto": "kto"}
+"""A round's method -> the trainer (and config) it runs."""
 
 
 @dataclass(frozen=True)
@@ -50,21 +58,74 @@ def out(recipe: Recipe, stage: str) -> Path:
     return recipe.output / stage
 
 
+def round_settings(recipe: Recipe, k: int) -> tuple[str, dict, dict]:
+    """Round ``k``'s method and its ``cai judge`` and trainer sections, merged."""
+    mine = recipe.iterate.per_round.get(k) or RoundSettings()
+    method = mine.method or recipe.iterate.method
+    judge = _merge(_merge(recipe.judge, recipe.iterate.judge), mine.judge)
+    return method, judge, _merge(recipe.iterate.train, mine.train)
+
+
+def stage_kind(recipe: Recipe, stage: str) -> str:
+    """What a stage runs: its own name, ``judge`` for a round's judge stage, the trainer of
+    the round's method (dpo, orpo, simpo, kto) for its train stage."""
+    r = parse_round(stage)
+    if r is None:
+        return stage
+    k, part = r
+    return "judge" if part == "judge" else ROUND_KIND[round_settings(recipe, k)[0]]
+
+
+def trains(stage: str) -> bool:
+    """Whether ``stage`` trains a model (and so trains into ``<stage>.next``)."""
+    r = parse_round(stage)
+    return stage in TRAIN_STAGES or (r is not None and r[1] == "train")
+
+
+def model_stages(recipe: Recipe) -> list[str]:
+    """The stages that run and make a policy, in the order they refine it."""
+    return [s for s in recipe.stages() if s in MODEL_STAGES or (trains(s) and parse_round(s))]
+
+
+def _order(recipe: Recipe) -> list[str]:
+    """Every stage the recipe could run, in running order (``run:`` aside)."""
+    return recipe.model_copy(update={"run": list(STAGES)}).stages()
+
+
 def policy_before(recipe: Recipe, stage: str) -> tuple[str, tuple[str, ...]]:
     """The policy a stage starts from: the latest earlier model stage, else the base."""
-    order = [s for s in MODEL_STAGES if s in recipe.run]
-    earlier = [s for s in order if MODEL_STAGES.index(s) < MODEL_STAGES.index(stage)]
+    order = _order(recipe)
+    earlier = [s for s in model_stages(recipe) if order.index(s) < order.index(stage)]
     if stage in ("ppo", "grpo"):
-        earlier = [s for s in earlier if s in ("sft", "dpo")]
+        earlier = [s for s in earlier if s != "ppo"]
     if not earlier:
         return recipe.models.policy, ()
     return str(out(recipe, earlier[-1])), (earlier[-1],)
+
+
+def _round_wiring(recipe: Recipe, stage: str, o: str, judging: dict) -> Wiring:
+    k, part = parse_round(stage)
+    r, judge_stage = recipe, round_stage(k, "judge")
+    policy, deps = policy_before(r, judge_stage)
+    method = round_settings(r, k)[0]
+    if part == "judge":
+        return Wiring(
+            {"prompts": r.prompts.red_team, "constitution": r.constitution, "num_candidates": 2,
+             "judge": {"model": r.models.judge}, "sampling": {"seed": r.seed + k}, **judging},
+            {"output": o, "policy.model": policy}, deps)  # fmt: skip
+    defaults: dict[str, Any] = {"seed": r.seed}
+    if method == "ipo":
+        defaults["trl"] = {"loss_type": ["ipo"]}
+    owned = {"output": o, "model": policy, "dataset": str(out(r, judge_stage))}
+    return Wiring(defaults, owned, (*deps, judge_stage))
 
 
 def wiring(recipe: Recipe, stage: str) -> Wiring:
     r, o = recipe, str(out(recipe, stage))
     seed = r.seed
     judging = r.judging.model_dump(mode="json", include=r.judging.model_fields_set)
+    if parse_round(stage):
+        return _round_wiring(r, stage, o, judging)
     if stage == "revisions":
         return Wiring(
             {"prompts": r.prompts.red_team, "constitution": r.constitution,
@@ -101,7 +162,7 @@ def wiring(recipe: Recipe, stage: str) -> Wiring:
                                     "constitution": r.constitution, **judging}]  # fmt: skip
         return Wiring(defaults, owned, deps)
     if stage == "evaluate":
-        trained = [s for s in MODEL_STAGES if s in r.run]
+        trained = model_stages(r)
         models = [r.models.policy, *(str(out(r, s)) for s in trained)]
         deps = list(trained)
         defaults = {"prompts": r.prompts.evaluate, "judge": {"model": r.models.judge},
@@ -117,8 +178,10 @@ def wiring(recipe: Recipe, stage: str) -> Wiring:
 CONFIGS: dict[str, type[BaseModel]] = {
     "revisions": ReviseConfig, "sft": tc.SFTRunConfig, "judge": JudgeConfig,
     "calibrate": CalibrateConfig, "reward": tc.RewardRunConfig, "dpo": tc.DPORunConfig,
+    "orpo": tc.ORPORunConfig, "simpo": tc.SimPORunConfig, "kto": tc.KTORunConfig,
     "ppo": tc.PPORunConfig, "grpo": tc.OnlineRunConfig, "evaluate": EvalConfig,
 }  # fmt: skip
+"""Each kind of stage's command config."""
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -148,7 +211,12 @@ def _set(data: dict, dotted: str, value: Any) -> None:
 def stage_config(recipe: Recipe, stage: str, source: str = "recipe") -> tuple[BaseModel, Wiring]:
     """The stage's command config: defaults, the recipe's section, then the owned fields."""
     w = wiring(recipe, stage)
-    section = getattr(recipe, stage)
+    r = parse_round(stage)
+    if r is None:
+        section = getattr(recipe, stage)
+    else:
+        _, judge, train = round_settings(recipe, r[0])
+        section = judge if r[1] == "judge" else train
     for field in w.owned:
         if _has(section, field):
             raise CaiError(
@@ -159,7 +227,7 @@ def stage_config(recipe: Recipe, stage: str, source: str = "recipe") -> tuple[Ba
     for field, value in w.owned.items():
         _set(data, field, value)
     try:
-        return CONFIGS[stage].model_validate(data), w
+        return CONFIGS[stage_kind(recipe, stage)].model_validate(data), w
     except ValidationError as e:
         raise CaiError(f"{source}: stage {stage!r}: {first_error(e)}") from None
 
@@ -177,52 +245,43 @@ def _calibrate(cfg: CalibrateConfig) -> dict:
     return run_calibration_from_config(cfg)
 
 
-def _runner(stage: str) -> Callable[[Any], dict]:
-    if stage == "revisions":
-        from cai.revise import run_revisions
+RUNNERS = {
+    "revisions": "cai.revise:run_revisions", "judge": "cai.judge:run_judge",
+    "evaluate": "cai.evaluate:run_evaluation", "sft": "cai.train.sft:train_sft",
+    "reward": "cai.train.reward:train_reward", "dpo": "cai.train.preference:train_dpo",
+    "orpo": "cai.train.preference:train_orpo", "simpo": "cai.train.preference:train_simpo",
+    "kto": "cai.train.kto:train_kto", "ppo": "cai.train.ppo:train_ppo",
+}  # fmt: skip
+"""Each kind of stage's function (the one its command calls), imported when it runs."""
 
-        return run_revisions
-    if stage == "judge":
-        from cai.judge import run_judge
 
-        return run_judge
-    if stage == "calibrate":
-        return _calibrate
-    if stage == "evaluate":
-        from cai.evaluate import run_evaluation
-
-        return run_evaluation
-    if stage in ("ppo",):
-        from cai.train.ppo import train_ppo
-
-        return train_ppo
-    if stage == "grpo":
+def run_stage(kind: str, cfg: BaseModel) -> dict:
+    """Run a stage of ``kind`` (``stage_kind``) with its config; return its summary."""
+    if kind == "calibrate":
+        return _calibrate(cfg)
+    if kind == "grpo":
         from cai.train.online import train_online
 
-        return lambda cfg: train_online(cfg, "grpo")
-    module = {"sft": "sft", "reward": "reward", "dpo": "dpo"}[stage]
+        return train_online(cfg, "grpo")
     import importlib
 
-    return getattr(importlib.import_module(f"cai.train.{module}"), f"train_{module}")
+    module, _, name = RUNNERS[kind].partition(":")
+    return getattr(importlib.import_module(module), name)(cfg)
 
 
-def run_stage(stage: str, cfg: BaseModel) -> dict:
-    return _runner(stage)(cfg)
-
-
-def digest(stage: str, s: dict) -> dict:
-    """The few numbers of a stage's summary that the pipeline's report shows."""
+def digest(kind: str, s: dict) -> dict:
+    """The few numbers of a stage's summary (of ``kind``) that the pipeline's report shows."""
     if s.get("skipped"):
         return {"skipped": s["skipped"]}
-    if stage == "revisions":
+    if kind == "revisions":
         keys = ("rows", "generated_tokens", "tokens_per_second", "no_change_rate", "principles",
                 "quality")  # fmt: skip
         return {k: s.get(k) for k in keys}
-    if stage == "judge":
+    if kind == "judge":
         keys = ("rows_written", "pairs", "position_consistency", "a_win_rate", "mean_p_chosen",
                 "length_bias", "abstained", "verified")  # fmt: skip
         return {k: s.get(k) for k in keys if k in s}
-    if stage == "calibrate":
+    if kind == "calibrate":
         keys = ("n", "accuracy", "accuracy_ci", "position_consistency", "a_win_rate", "ece",
                 "length_balanced_accuracy", "length_balanced_accuracy_ci",
                 "always_longer_accuracy", "judge_mode", "figures")  # fmt: skip
@@ -230,14 +289,16 @@ def digest(stage: str, s: dict) -> dict:
             s = {**s["modes"][s["best"]], "n": s["n"], "judge_mode": s["best"],
                  "figures": s["modes"][s["best"]]["kind"]}  # fmt: skip
         return {k: s.get(k) for k in keys}
-    if stage == "evaluate":
+    if kind == "evaluate":
         return {"models": s["models"], "rows": s["rows"]}
     d = {k: s.get(k) for k in ("steps", "first_loss", "last_loss")}
     tokens = [e["num_tokens"] for e in s.get("log_history", []) if "num_tokens" in e]
     d["trained_tokens"] = tokens[-1] if tokens else None
-    for k in ("eval_accuracy", "eval_rows", "dropped_uncertain"):
-        if k in s:
-            d[k] = s[k]
+    d["kind"] = s.get("kind")
+    data = s.get("data") or {}
+    for k in ("eval_accuracy", "eval_rows", "dropped_uncertain", "desirable", "undesirable"):
+        if k in s or k in data:
+            d[k] = s.get(k, data.get(k))
     for k in ("reward_margins", "reward"):
         if s.get(k):
             d[k] = {"first": s[k][0], "last": s[k][-1], "steps": len(s[k])}

@@ -163,3 +163,63 @@ def test_shipped_recipes_validate():
     for path in sorted((REPO / "recipes").glob("*.yaml")):
         plans = plan(load_recipe(path), str(path))
         assert [p.name for p in plans] == load_recipe(path).stages()
+
+
+def test_iterative_rounds_cache_per_round(setup, tmp_path):
+    """Two rounds of sample, judge, optimise (round 2 with KTO): a rerun skips both;
+    changing round 2's settings reruns only round 2's training and the evaluation."""
+    path, data, _ = setup
+    tiny = {"batch_size": 8}
+    data["run"] = ["evaluate"]
+    data["rounds"] = 2
+    data["iterate"] = {
+        "method": "dpo",
+        "judge": {"limit": 4, "sampling": {"max_new_tokens": 6}, "judge": tiny,
+                  "policy": tiny},
+        "train": {"trl": {**TRL, "beta": 0.1}},
+        "per_round": {2: {"method": "kto"}},
+    }  # fmt: skip
+    write(path, data)
+    names = ["round1-judge", "round1-train", "round2-judge", "round2-train", "evaluate"]
+    first = run_pipeline(load_recipe(path), str(path), log=lambda *_: None)
+    assert first["ran"] == names
+    run = tmp_path / "run"
+    r1 = json.loads((run / "round1-train" / "cai_train.json").read_text())
+    r2 = json.loads((run / "round2-train" / "cai_train.json").read_text())
+    assert r1["kind"] == "dpo" and r2["kind"] == "kto"
+    assert r1["config"]["model"] == "tiny-random"  # round 1 starts from the base policy
+    assert r2["config"]["model"] == str(run / "round1-train")  # round 2 from round 1's
+    assert r2["config"]["dataset"] == str(run / "round2-judge")
+    judged = [json.loads((run / f"round{k}-judge" / "run.json").read_text()) for k in (1, 2)]
+    assert judged[0]["settings"]["policy"]["model"] == "tiny-random"
+    assert judged[1]["settings"]["policy"]["model"] == str(run / "round1-train")
+    seeds = [j["settings"]["sampling"]["seed"] for j in judged]
+    assert seeds[0] != seeds[1]  # fresh samples each round
+    evaluated = json.loads((run / "evaluate" / "metrics.json").read_text())["models"]
+    assert len(evaluated) == 3  # the base, then each round's policy
+    report = (first["report"] / "README.md").read_text()
+    assert "## Iterative rounds" in report
+    rounds_table = report.split("## Iterative rounds")[1].split("\n## ")[0]
+    assert "| 1 | dpo |" in rounds_table and "| 2 | kto |" in rounds_table
+
+    again = run_pipeline(load_recipe(path), str(path), log=lambda *_: None)
+    assert again["ran"] == [] and again["skipped"] == names
+
+    data["iterate"]["per_round"][2]["train"] = {"trl": {"beta": 0.2}}
+    write(path, data)
+    statuses = {p.name: p.status for p in plan(load_recipe(path))}
+    assert statuses == {"round1-judge": "done", "round1-train": "done", "round2-judge": "done",
+                        "round2-train": "stale", "evaluate": "stale"}  # fmt: skip
+    changed = run_pipeline(load_recipe(path), str(path), log=lambda *_: None)
+    assert changed["ran"] == ["round2-train", "evaluate"]
+    r2 = json.loads((run / "round2-train" / "cai_train.json").read_text())
+    assert r2["config"]["trl"]["beta"] == 0.2
+
+
+def test_per_round_settings_must_name_a_round(setup):
+    path, data, _ = setup
+    data["rounds"] = 1
+    data["iterate"] = {"per_round": {3: {"method": "orpo"}}}
+    write(path, data)
+    with pytest.raises(CaiError, match=r"per_round names round\(s\) \[3\], but rounds is 1"):
+        load_recipe(path)
