@@ -13,7 +13,8 @@ responses negates it, so none has a position bias.
 - ``likelihood_mean``: ``log p(response | follows)`` per character, a minus b: how natural
   the response is for a principled assistant, with no negative persona.
 - ``pointwise``: ``log P(" Yes") - log P(" No")`` after the principle's yes/no question about
-  the one response (``pointwise.j2``, open answer "Answer:"), a minus b.
+  the one response (``pointwise.j2``, open answer "Answer:"), a minus b. ``lm_scores`` also
+  returns each response's own score ``(s_a, s_b)`` from the same pass.
 - ``length``: ``log(len(a) / len(b))`` in characters; no model call. Only an ensemble uses
   it, to see length and discount it.
 
@@ -75,6 +76,19 @@ def lm_features(
 ) -> list[dict[str, float]]:
     """The features ``names`` (of ``LM_FEATURES``) for each job ``(conversation, a, b,
     principle)``: one dict per job, feature name -> value ("a minus b")."""
+    return lm_scores(backend, constitution, jobs, names, prompts_dir)[0]
+
+
+def lm_scores(
+    backend: Backend,
+    constitution: Constitution,
+    jobs: list[tuple[Conversation, str, str, Principle]],
+    names: Iterable[str],
+    prompts_dir: str | None = None,
+) -> tuple[list[dict[str, float]], list[tuple[float, float]] | None]:
+    """``lm_features``, and, when ``pointwise`` is among ``names``, each job's per-response
+    pointwise scores ``(s_a, s_b)`` (``log P(" Yes") - log P(" No")``) from the same pass,
+    whose difference is the ``pointwise`` feature; None otherwise."""
     names = set(names)
     unknown = names - set(LM_FEATURES)
     if unknown:
@@ -82,11 +96,12 @@ def lm_features(
     out: list[dict[str, float]] = [{} for _ in jobs]
     if names & set(CONTRAST):
         _contrast(backend, constitution, jobs, prompts_dir, out, names)
+    singles = None
     if "pointwise" in names:
-        _pointwise(backend, constitution, jobs, prompts_dir, out)
+        singles = _pointwise(backend, constitution, jobs, prompts_dir, out)
     for row, (_, a, b, _) in zip(out, jobs):
         row["length"] = math.log(_length(a) / _length(b))
-    return [{k: v for k, v in row.items() if k in names} for row in out]
+    return [{k: v for k, v in row.items() if k in names} for row in out], singles
 
 
 def _contrast(backend, constitution, jobs, prompts_dir, out, names: set[str]) -> None:
@@ -113,11 +128,13 @@ def _contrast(backend, constitution, jobs, prompts_dir, out, names: set[str]) ->
             row["contrast_mean"] = ratio_a / la - ratio_b / lb
 
 
-def _pointwise(backend, constitution, jobs, prompts_dir, out) -> None:
+def _pointwise(backend, constitution, jobs, prompts_dir, out) -> list[tuple[float, float]]:
     singles = [(conv, r, principle) for conv, a, b, principle in jobs for r in (a, b)]
     yes_minus_no = pointwise_scores(backend, constitution, singles, prompts_dir)
-    for k, row in enumerate(out):
-        row["pointwise"] = yes_minus_no[2 * k] - yes_minus_no[2 * k + 1]
+    pairs = list(zip(yes_minus_no[0::2], yes_minus_no[1::2]))
+    for row, (s_a, s_b) in zip(out, pairs):
+        row["pointwise"] = s_a - s_b
+    return pairs
 
 
 def pointwise_scores(

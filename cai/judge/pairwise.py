@@ -32,6 +32,7 @@ no position, so one "order" per principle):
   alone (one pass per response).
 - **Pointwise** (``mode="pointwise"``): ``p_a = sigmoid(scale * (s_a - s_b))`` with
   ``s = log P(Yes) - log P(No)`` after the principle's yes/no question about one response.
+  Each response's own ``s`` is kept too (``PairResult.scores_ab``).
 - **Ensemble** (``mode="ensemble"``): ``p_a = sigmoid(sum_f w_f * feature_f)`` with weights
   fitted by ``cai judge calibrate`` and read from a JSON file (``cai.judge.ensemble``).
   Several principles' logits are averaged.
@@ -48,7 +49,7 @@ from typing import Any
 from cai import progress
 from cai.backends.base import Backend, Conversation, SamplingParams
 from cai.constitution import Constitution, comparison_question, row_rng
-from cai.judge.lmscore import CONTRAST, LM_FEATURES, lm_features
+from cai.judge.lmscore import CONTRAST, LM_FEATURES, lm_scores
 from cai.prompts import render, template_data
 
 ANSWER_PREFIX = "The answer is:"
@@ -148,6 +149,9 @@ class PairResult:
     """The verdicts of the two orders disagree (position bias)."""
     abstained: int = 0
     fallbacks: int = 0
+    scores_ab: tuple[float, float] | None = None
+    """Pointwise mode: each response's own score ``(s_a, s_b)``, ``log P(Yes) - log P(No)``,
+    averaged over the pair's principles (``p_a`` comes from their difference); else None."""
 
 
 @dataclass
@@ -268,12 +272,13 @@ class Judge:
     def _feature_rows(self, items: list[PairItem]) -> list[list[dict]]:
         """One row per item and principle: the features and ``p_a`` of the mode's logit."""
         by_item: list[list[dict]] = [[] for _ in items]
-        keys, rows, _ = self.features(items, self.feature_names())
-        for (i, pid), feats in zip(keys, rows):
+        keys, rows, _, singles = self._features(items, self.feature_names())
+        for n, ((i, pid), feats) in enumerate(zip(keys, rows)):
             p_a = sigmoid(self._logit_of(feats))
-            by_item[i].append(
-                {"order": "ab", "principle_id": pid, "p_a": p_a, "raw": "", "features": feats}
-            )
+            row = {"order": "ab", "principle_id": pid, "p_a": p_a, "raw": "", "features": feats}
+            if self.mode == "pointwise":  # the responses' own scores, from the same pass
+                row["scores_ab"] = singles[n]
+            by_item[i].append(row)
         return by_item
 
     def features(
@@ -283,6 +288,11 @@ class Judge:
         and ``debiased``: the mean over orders of ``logit P(a)``) for every item and sampled
         principle: the (item index, principle id) keys, one dict of features per key, and
         the per-order rows of the ordered pass (None if no ordered feature was asked for)."""
+        return self._features(items, names)[:3]
+
+    def _features(self, items: list[PairItem], names: tuple[str, ...] | list[str]) -> tuple:
+        """``features``, plus the per-response pointwise scores ``(s_a, s_b)`` per key from
+        the same pass (``cai.judge.lmscore.lm_scores``; None without ``pointwise``)."""
         missing = set(names) - set(LM_FEATURES) - {"logprob", "debiased"}
         if missing:
             raise ValueError(f"unknown judge features: {sorted(missing)}")
@@ -293,7 +303,7 @@ class Judge:
                 principle = self.constitution.principle(pid)
                 jobs.append((item.conversation, item.a, item.b, principle))
         lm = [n for n in names if n in LM_FEATURES]
-        rows = lm_features(self.backend, self.constitution, jobs, lm, self.prompts_dir)
+        rows, singles = lm_scores(self.backend, self.constitution, jobs, lm, self.prompts_dir)
         wanted = [m for m in ("logprob", "debiased") if m in names]
         by_item = None
         if wanted:  # one pass serves both: debiased rows keep the plain P(a) too
@@ -304,7 +314,7 @@ class Judge:
                     key = "p_a_logprob" if mode == "logprob" and wanted[-1] == "debiased" else "p_a"
                     logits = [logit(r[key]) for r in mine]
                     row[mode] = sum(logits) / len(logits)
-        return keys, rows, by_item
+        return keys, rows, by_item, singles
 
     def _order_rows(self, items: list[PairItem], mode: str) -> list[list[dict]]:
         """One row per item, principle and order: P(a) in the ordered ``mode``."""
@@ -406,6 +416,10 @@ class Judge:
                 r["p_a"] > 0.5 for r in rows if r["principle_id"] == pid and r["p_a"] is not None
             }
             flipped = flipped or len(verdicts) > 1
+        own = [r["scores_ab"] for r in rows if "scores_ab" in r]
+        scores_ab = (
+            (sum(a for a, _ in own) / len(own), sum(b for _, b in own) / len(own)) if own else None
+        )
         return PairResult(
             id=item.id,
             p_a=p,
@@ -415,4 +429,5 @@ class Judge:
             flipped=flipped,
             abstained=sum(r["p_a"] is None for r in rows),
             fallbacks=len(rows) if self.mode == "generate" else 0,
+            scores_ab=scores_ab,
         )

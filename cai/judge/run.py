@@ -8,6 +8,12 @@ Output columns (one row per prompt)::
     flipped (the orders disagreed), principles (ids), per_principle [{principle_id,
     question, p_chosen}], candidates, scores, ranking (best first), comparisons
     [{i, j, p_i, flipped}], judge_raw (CoT or generated texts), abstained, provenance
+
+In ``pointwise`` mode only (absent in every other mode)::
+
+    candidate_scores: one float per candidate, its own ``log P(Yes) - log P(No)`` averaged
+    over every principle it was scored under in its pairs (absolute, unlike ``scores``;
+    ``cai train kto --score-column candidate_scores --threshold T`` reads it)
 """
 
 from __future__ import annotations
@@ -100,6 +106,23 @@ def sample_candidates(cfg: JudgeConfig, rows: list[PromptRow], policy) -> list[l
     return out
 
 
+def candidate_scores(
+    k: int, judged: list[tuple[int, int, PairResult]]
+) -> list[float | None] | None:
+    """Each candidate's own pointwise score, the mean over all its scorings (a pair's
+    ``scores_ab`` is the mean over its principles, so it weighs by their number); None when
+    the judge kept no per-response scores (every mode but ``pointwise``)."""
+    if not judged or any(r.scores_ab is None for _, _, r in judged):
+        return None
+    total, count = [0.0] * k, [0] * k
+    for i, j, r in judged:
+        n = max(len(r.principles), 1)
+        for c, s in zip((i, j), r.scores_ab):
+            total[c] += n * s
+            count[c] += n
+    return [t / c if c else None for t, c in zip(total, count)]
+
+
 def preference_row(
     row: PromptRow, cands: list[str], judged: list[tuple[int, int, PairResult]], provenance: dict
 ) -> dict:
@@ -138,6 +161,7 @@ def preference_row(
         )
     for pp in per_principle:
         pp.pop("p_a", None)
+    own = candidate_scores(k, judged)
     return {
         "id": row.id,
         "prompt": row.conversation,
@@ -171,6 +195,7 @@ def preference_row(
         "judge_raw": raws,
         "abstained": sum(r.abstained for _, _, r in judged),
         "provenance": provenance,
+        **({"candidate_scores": own} if own is not None else {}),
     }
 
 
@@ -425,6 +450,13 @@ def judge_card(cfg: JudgeConfig, job: JudgeJob, s: dict) -> DatasetCard:
             f"{', both answer orders averaged' if prov['both_orders'] else ''}. `p_chosen` is "
             "the soft label; `chosen`/`rejected` with `prompt` feed trl's RewardTrainer and "
             "DPOTrainer; `margin` is the Bradley-Terry score difference."
+            + (
+                " `candidate_scores` is each candidate's own pointwise score, "
+                "log P(Yes) - log P(No), averaged over the principles it was scored under "
+                "(for `cai train kto --score-column candidate_scores --threshold T`)."
+                if prov["mode"] == "pointwise"
+                else ""
+            )
         ),
         sections={
             "Judge": markdown_table(
