@@ -44,14 +44,14 @@ def _say(text: str) -> list[dict]:
 def _scored(ds, cfg: KTORunConfig) -> list[dict]:
     col = cfg.score_column
     common.require_columns(ds, ["prompt", col], cfg.dataset, HINT)
-    listed = "candidates" in ds.column_names and isinstance(ds[0][col], list)
+    listed = "candidates" in ds.column_names and any(isinstance(v, list) for v in ds[col])
     if not listed:
         common.require_columns(ds, ["completion"], cfg.dataset, f"{col} is one score per row")
     rows = []
     for r in ds:
         if listed:
             cands, scores = r["candidates"] or [], r[col] or []
-            if len(cands) != len(scores):
+            if r[col] is not None and len(cands) != len(scores):  # None: a row not scored
                 raise CaiError(
                     f"{cfg.dataset}: row {r.get('id', '?')}: {len(cands)} candidates but "
                     f"{len(scores)} values in {col!r}; a list score needs one per candidate"
@@ -128,6 +128,7 @@ def train_kto(cfg: KTORunConfig) -> dict:
     )
     common.train(trainer, cfg)
     extra = {
+        "reward_margins": common.log_series(trainer, "rewards/margins"),
         "rewards_chosen": common.log_series(trainer, "rewards/chosen"),
         "rewards_rejected": common.log_series(trainer, "rewards/rejected"),
         "kl": common.log_series(trainer, "kl"),
