@@ -49,3 +49,42 @@ def test_toxicity_penalty_flag_becomes_a_weighted_toxicity_reward():
     from cai.cli.train import _reward_specs
 
     assert _reward_specs(None, [2.0], None, toxicity=True) == [{"kind": "toxicity", "weight": 2.0}]
+
+
+@pytest.mark.parametrize("kind", ["orpo", "simpo", "kto", "online-dpo"])
+def test_new_trainers_have_help_that_names_their_trl_class(cai, kind):
+    from cai.train.common import TRL_CONFIGS
+
+    r = cai("train", kind, "--help")
+    assert r.code == 0, r.err
+    module, _, trainer, _ = TRL_CONFIGS[kind]
+    text = " ".join(r.out.split())
+    assert (f"{module}.{trainer}" if module == "trl" else module) in text
+
+
+def test_cli_trains_kto_on_a_score_column(cai, tmp_path):
+    from tests.train.conftest import SAFE, TOPICS, UNSAFE, conv, write_jsonl
+
+    rows = [
+        {
+            "prompt": conv(t),
+            "completion": (SAFE if i % 2 else UNSAFE)[0].format(t=t),
+            "s": 0.9 if i % 2 else 0.1,
+        }
+        for i, t in enumerate(TOPICS[:6])
+    ]
+    scored = write_jsonl(tmp_path / "scored.jsonl", rows)
+    out = tmp_path / "cli-kto"
+    args = ["train", "kto", "--model", "tiny-random", "--dataset", scored, "-o", out]
+    r = cai(*args, "--score-column", "s", "--threshold", "0.5", "--max-steps", "2")
+    assert r.code == 0, r.err
+    assert "KTO rows: 3 desirable, 3 undesirable" in r.out and "kto: 2 steps" in r.out
+    saved = json.loads((out / "cai_train.json").read_text())
+    assert saved["kind"] == "kto" and saved["steps"] == 2
+    assert saved["data"]["source"] == "scores in 's' >= 0.5"
+    assert saved["config"]["score_column"] == "s" and saved["config"]["threshold"] == 0.5
+    # A threshold above every score: one line that says so, before any training.
+    r = cai(*args[:-1], tmp_path / "none", "--score-column", "s", "--threshold", "5")
+    assert r.code == 2 and "all 6 KTO rows are undesirable" in r.err
+    assert len(r.err.strip().splitlines()) == 1
+    assert not (tmp_path / "none").exists()

@@ -126,6 +126,23 @@ def base_weights() -> dict:
     return weights(Path(resolve_model("tiny-random")))
 
 
+def loads_and_generates(out) -> None:
+    """The saved folder is a plain transformers model that generates."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model, tok = AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
+    ids = tok("Hello", return_tensors="pt")
+    with torch.no_grad():
+        gen = model.generate(
+            **ids,
+            max_new_tokens=4,
+            min_new_tokens=4,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+        )
+    assert gen.shape[1] == ids["input_ids"].shape[1] + 4
+
+
 TRL = {"max_steps": 12, "learning_rate": 5e-3, "per_device_train_batch_size": 4}
 
 
