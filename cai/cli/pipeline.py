@@ -12,8 +12,9 @@ from cai.cli.common import Opt
 app = typer.Typer(
     help=(
         "The whole method from one recipe: revisions, SFT, AI feedback, reward model, "
-        "DPO/PPO/GRPO and evaluation. Stages whose inputs did not change are skipped; an "
-        "interrupted run resumes inside the stage it was in. See recipes/ for examples."
+        "DPO, iterative rounds of sample-judge-optimise (rounds: N), PPO/GRPO and "
+        "evaluation. Stages whose inputs did not change are skipped; an interrupted run "
+        "resumes inside the stage it was in. See recipes/ and cai/pipeline/recipe.py."
     ),
     no_args_is_help=True,
     rich_markup_mode=None,

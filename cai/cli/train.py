@@ -139,18 +139,19 @@ HELP = {
     "sft": "SFT on a generate-revisions dataset; the loss falls on the revision only.",
     "reward": "A reward model (one-output classifier) on a `cai judge` preference dataset.",
     "dpo": "DPO on a preference dataset (`cai judge` or generate-revisions output).",
-    "orpo": "ORPO (trl.experimental.orpo): SFT on chosen plus an odds-ratio preference loss; "
-    "no reference model. beta is the paper's lambda.",
-    "simpo": "SimPO (trl.experimental.cpo, loss_type=simpo, cpo_alpha=0): a length-normalised "
-    "margin, no reference model; beta 2.0 and simpo_gamma 1.0 by default.",
+    "orpo": "ORPO (trl.experimental.orpo.ORPOTrainer): SFT on chosen plus an odds-ratio "
+    "preference loss; no reference model. beta is the paper's lambda.",
+    "simpo": "SimPO (trl.experimental.cpo.CPOTrainer, loss_type=simpo, cpo_alpha=0): a "
+    "length-normalised margin, no reference model; beta 2.0 and simpo_gamma 1.0 by default.",
     "kto": "KTO (trl.KTOTrainer) on unpaired good/bad completions: from pairs, from a label "
     "column, or from a per-completion score with --score-column and --threshold.",
     "ppo": "PPO (trl.experimental) with ONE reward model; prompts from --dataset "
     "[red-team]. For several rewards or the judge as reward, use grpo or rloo.",
     "grpo": "GRPO on prompts (--dataset, default red-team) with reward models and/or the judge.",
     "rloo": "RLOO on prompts (--dataset, default red-team) with reward models and/or the judge.",
-    "online-dpo": "Online DPO (trl.experimental.online_dpo): two samples per prompt from the "
-    "current policy, labelled by the judge (--judge-model; default smollm2-135m) or rewards.",
+    "online-dpo": "Online DPO (trl.experimental.online_dpo.OnlineDPOTrainer): two samples per "
+    "prompt from the current policy, labelled by the judge (--judge-model; default "
+    "smollm2-135m) or rewards.",
 }
 
 

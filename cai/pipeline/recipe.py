@@ -182,6 +182,6 @@ def load_recipe(path: Path) -> Recipe:
         recipe = Recipe.model_validate(data)
     except ValidationError as e:
         raise CaiError(f"{path}: {first_error(e)}") from None
-    if not recipe.run:
-        raise CaiError(f"{path}: field 'run': name at least one stage")
+    if not recipe.stages():
+        raise CaiError(f"{path}: field 'run': name at least one stage (or set rounds)")
     return recipe

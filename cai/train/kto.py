@@ -96,6 +96,8 @@ def unpaired(ds, cfg: KTORunConfig) -> tuple[list[dict], dict]:
         rows, dropped = _paired(ds, cfg)
         source = "pairs (chosen desirable, rejected undesirable)"
     good = sum(r["label"] for r in rows)
+    if not rows:
+        raise CaiError(f"{cfg.dataset}: no KTO rows ({source}): no row has a usable value")
     if good == 0 or good == len(rows):
         side = "desirable" if good else "undesirable"
         raise CaiError(
