@@ -1,16 +1,21 @@
 """The preference-optimisation family side by side, from one SmolLM2 SFT start.
 
     .venv/bin/python benchmarks/preference.py > preference.log 2>&1 &   # about an hour on 2 cores
-    .venv/bin/python benchmarks/preference.py --steps 4 --limit 8        # a quick look
+    .venv/bin/python benchmarks/preference.py --steps 4 --limit 8 --rounds 1   # a quick look
+    (both run the recipe's revisions, SFT and judge stages first, unless they are done)
 
 1. **The start**: ``recipes/smollm2-cai.yaml``'s revisions, SFT and judge stages (run by
    ``cai pipeline``, skipped when already done): the SFT model and its AI preferences (two
    samples per prompt, judged in the recipe's likelihood mode; the train split).
 2. **Offline methods**: DPO, IPO, ORPO, SimPO and KTO (its rows from the same pairs),
    each from the SFT model, on the same pairs, for the same steps and learning rate, each
-   in its own process (wall time and peak resident memory per method).
+   in its own process (wall time and peak resident memory per method), each scored on the
+   judge's held-out pairs (``eval_split: test``: how often the chosen answer gets the
+   higher implicit reward, and the mean margin).
 3. **Iterative DPO**: the same recipe with ``rounds: 3``: each round samples two answers per
-   prompt from the current policy, judges them and runs DPO for the same steps.
+   prompt from the current policy, judges them and runs DPO for the same steps. Its stages
+   go into the recipe's output folder (``out/pipeline/smollm2-cai/round<k>-*``), beside
+   the SFT and judge stages they start from.
 4. **Evaluation**: ``cai evaluate`` of the base, the SFT model and every trained model on
    held-out prompts (the PALMS red-team prompts of ``../shared/data`` when present, else
    our red-team set, and our helpful set), with bootstrap 95% intervals; the judge's win
@@ -32,6 +37,8 @@ import time
 from pathlib import Path
 
 import yaml
+
+from cai._util import write_text_atomic
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine_info, write_json  # noqa: E402
@@ -55,7 +62,7 @@ def shared_trl(steps: int) -> dict:
             "max_length": 512}  # fmt: skip
 
 
-def start(limit: int | None) -> tuple[str, str]:
+def start() -> tuple[str, str]:
     """Run (or skip) the recipe's revisions, SFT and judge stages; return the SFT model and
     the preference data."""
     from cai.pipeline.recipe import load_recipe
@@ -77,7 +84,8 @@ def train_one(name: str, sft: str, data: str, steps: int, out: Path) -> dict:
     trl = {**shared_trl(steps), **trl}
     if kind == "kto":  # one step sees as many completions as a step of pairs
         trl["per_device_train_batch_size"] *= 2
-    fields = {"model": sft, "dataset": data, "output": str(out), "seed": 0, "trl": trl}
+    fields = {"model": sft, "dataset": data, "output": str(out), "seed": 0, "trl": trl,
+              "eval_split": "test"}  # fmt: skip
     started = time.perf_counter()
     if kind == "kto":
         summary = train_kto(load_config(tc.KTORunConfig, None, fields))
@@ -96,6 +104,10 @@ def train_one(name: str, sft: str, data: str, steps: int, out: Path) -> dict:
         "last_loss": summary["last_loss"],
         "margin_first": margins[0] if margins else None,
         "margin_last": margins[-1] if margins else None,
+        "eval_rows": summary.get("eval_rows"),
+        "eval_accuracy": summary.get("eval_accuracy"),
+        "eval_margin": summary.get("eval_margin"),
+        "eval_loss": summary.get("eval_loss"),
         "trl": trl,
     }
 
@@ -169,11 +181,13 @@ def evaluate(models: list[str], limit: int, baseline: str) -> dict:
 
 def table(results: dict) -> str:
     lines = ["| method | seconds | peak RSS (MB) | rows | loss first → last | "
-             "reward margin first → last |", "|---|---:|---:|---:|---|---|"]  # fmt: skip
+             "reward margin first → last | held-out accuracy | held-out margin |",
+             "|---|---:|---:|---:|---|---|---:|---:|"]  # fmt: skip
     for r in results["methods"]:
         lines.append(f"| {r['method']} | {r['seconds']} | {r['peak_rss_mb']} | {r['rows']} | "
                      f"{r['first_loss']:.3f} → {r['last_loss']:.3f} | "
-                     f"{_m(r['margin_first'])} → {_m(r['margin_last'])} |")  # fmt: skip
+                     f"{_m(r['margin_first'])} → {_m(r['margin_last'])} | "
+                     f"{_m(r.get('eval_accuracy'))} | {_m(r.get('eval_margin'))} |")  # fmt: skip
     it = results.get("iterate")
     if it:
         lines += ["", f"Iterative DPO: {len(it['rounds'])} rounds in {it['seconds']} s, "
@@ -221,13 +235,17 @@ def main() -> None:
         print(json.dumps(run_iterate(a.iterate)))
         return
 
-    sft, data = start(None)
+    unknown = [m for m in a.methods.split(",") if m not in METHODS]
+    if unknown:
+        ap.error(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
+    sft, data = start()
     results: dict = {"machine": machine_info("smollm2-135m"), "sft": sft, "data": data,
                      "steps": a.steps, "methods": []}  # fmt: skip
     OUT.mkdir(parents=True, exist_ok=True)
     for name in a.methods.split(","):
         record = OUT / name / "bench.json"
-        settings = {"steps": a.steps, "sft": sft, "data": data, "method": METHODS[name]}
+        settings = {"steps": a.steps, "sft": sft, "data": data, "method": METHODS[name],
+                    "eval_split": "test"}  # fmt: skip
         if not a.fresh and record.is_file():
             old = json.loads(record.read_text())
             if old.get("settings") == json.loads(json.dumps(settings)):
@@ -244,8 +262,10 @@ def main() -> None:
     models = ["smollm2-135m", sft, *(str(OUT / r["method"]) for r in results["methods"])]
     if a.rounds:
         path = OUT / "iterate.yaml"
-        path.write_text(yaml.safe_dump(iterate_recipe(a.rounds, a.steps, a.round_prompts),
-                                       sort_keys=False))  # fmt: skip
+        write_text_atomic(
+            path,
+            yaml.safe_dump(iterate_recipe(a.rounds, a.steps, a.round_prompts), sort_keys=False),
+        )
         print(f"[iterative dpo] {a.rounds} rounds ({path})", flush=True)
         results["iterate"] = child(["--iterate", str(path), "--work", str(OUT)])
         models += [r["model"] for r in results["iterate"]["rounds"]]
@@ -254,7 +274,7 @@ def main() -> None:
     results["evaluate_seconds"] = round(time.perf_counter() - started, 1)
     write_json(a.out.with_suffix(".json"), results)
     text = table(results)
-    a.out.with_suffix(".md").write_text(text)
+    write_text_atomic(a.out.with_suffix(".md"), text)
     print(text)
 
 

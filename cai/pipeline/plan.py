@@ -122,6 +122,7 @@ def plan(recipe: Recipe, source: str = "recipe") -> list[StagePlan]:
         deps = {d: keys.get(d) or _outside_key(out(recipe, d)) for d in w.deps}
         blob = {
             "stage": name,
+            "kind": stage_kind(recipe, name),  # dpo, orpo and simpo share one config class
             "config": cfg.model_dump(mode="json"),
             "deps": {d: k for d, k in deps.items() if k is not None},
             "constitution": _constitution_hash(cfg),

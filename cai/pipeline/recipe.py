@@ -149,6 +149,8 @@ class Recipe(CaiConfig):
 
     @model_validator(mode="after")
     def _rounds_exist(self) -> Recipe:
+        if self.rounds == 0 and self.iterate.model_fields_set:
+            raise ValueError("iterate is set but rounds is 0; set rounds: N to run N rounds")
         extra = sorted(k for k in self.iterate.per_round if not 1 <= k <= self.rounds)
         if extra:
             raise ValueError(

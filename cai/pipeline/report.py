@@ -15,6 +15,7 @@ from cai._util import write_json_atomic, write_text_atomic
 from cai.data import markdown_table
 from cai.pipeline.plan import StagePlan, read_stage
 from cai.pipeline.recipe import Recipe, round_stage
+from cai.pipeline.stages import round_settings
 from cai.quality import report_markdown
 
 
@@ -36,14 +37,15 @@ def _rounds(recipe: Recipe, dig: dict[str, dict]) -> list[str]:
         t = dig.get(round_stage(k, "train")) or {}
         lb = j.get("length_bias") or {}
         m = t.get("reward_margins") or {}
-        rows.append([k, t.get("kind") or "–", j.get("pairs"), _f(j.get("mean_p_chosen")),
+        rows.append([k, round_settings(recipe, k)[0], j.get("pairs"), _f(j.get("mean_p_chosen")),
                      _f(j.get("position_consistency")), _f(lb.get("longer_wins")),
                      t.get("steps"), f"{_f(t.get('first_loss'))} → {_f(t.get('last_loss'))}",
-                     f"{_f(m.get('first'))} → {_f(m.get('last'))}" if m else "–"])  # fmt: skip
+                     f"{_f(m.get('first'))} → {_f(m.get('last'))}" if m else "–",
+                     _f(t.get("eval_accuracy"))])  # fmt: skip
     if not rows:
         return []
     head = ["round", "method", "pairs judged", "mean p_chosen", "position consistency",
-            "longer wins", "steps", "loss", "reward margin"]  # fmt: skip
+            "longer wins", "steps", "loss", "reward margin", "held-out accuracy"]  # fmt: skip
     return ["## Iterative rounds", "",
             "Each round samples from the previous round's policy, judges the samples and "
             "optimises; its policy's evaluation row is in the evaluation table below "

@@ -146,5 +146,5 @@ def status_lines(recipe: Recipe, source: str = "recipe") -> list[str]:
     for p in plan(recipe, source):
         rec = read_stage(p.folder)
         took = f" ({rec['seconds']} s)" if p.status == "done" and "seconds" in rec else ""
-        lines.append(f"{p.name:<10} {p.status:<8} {p.folder}{took}")
+        lines.append(f"{p.name:<14} {p.status:<8} {p.folder}{took}")
     return lines

@@ -59,11 +59,22 @@ def out(recipe: Recipe, stage: str) -> Path:
 
 
 def round_settings(recipe: Recipe, k: int) -> tuple[str, dict, dict]:
-    """Round ``k``'s method and its ``cai judge`` and trainer sections, merged."""
+    """Round ``k``'s method and its ``cai judge`` and trainer sections, merged: the judge's
+    from the recipe's ``judge``, ``iterate.judge`` and the round's own, sampled with seed
+    ``<the judge's seed, else the recipe's> + k``; the trainer's from the recipe's ``dpo``
+    (for dpo and ipo rounds), ``iterate.train`` and the round's own; ipo forces trl's
+    ``loss_type: [ipo]``."""
     mine = recipe.iterate.per_round.get(k) or RoundSettings()
     method = mine.method or recipe.iterate.method
     judge = _merge(_merge(recipe.judge, recipe.iterate.judge), mine.judge)
-    return method, judge, _merge(recipe.iterate.train, mine.train)
+    sampling = dict(judge.get("sampling") or {})
+    sampling["seed"] = int(sampling.get("seed", recipe.seed)) + k
+    judge["sampling"] = sampling
+    base = recipe.dpo if method in ("dpo", "ipo") else {}
+    train = _merge(_merge(base, recipe.iterate.train), mine.train)
+    if method == "ipo":
+        train["trl"] = {**(train.get("trl") or {}), "loss_type": ["ipo"]}
+    return method, judge, train
 
 
 def stage_kind(recipe: Recipe, stage: str) -> str:
@@ -107,17 +118,13 @@ def _round_wiring(recipe: Recipe, stage: str, o: str, judging: dict) -> Wiring:
     k, part = parse_round(stage)
     r, judge_stage = recipe, round_stage(k, "judge")
     policy, deps = policy_before(r, judge_stage)
-    method = round_settings(r, k)[0]
     if part == "judge":
         return Wiring(
             {"prompts": r.prompts.red_team, "constitution": r.constitution, "num_candidates": 2,
-             "judge": {"model": r.models.judge}, "sampling": {"seed": r.seed + k}, **judging},
+             "judge": {"model": r.models.judge}, **judging},
             {"output": o, "policy.model": policy}, deps)  # fmt: skip
-    defaults: dict[str, Any] = {"seed": r.seed}
-    if method == "ipo":
-        defaults["trl"] = {"loss_type": ["ipo"]}
     owned = {"output": o, "model": policy, "dataset": str(out(r, judge_stage))}
-    return Wiring(defaults, owned, (*deps, judge_stage))
+    return Wiring({"seed": r.seed}, owned, (*deps, judge_stage))
 
 
 def wiring(recipe: Recipe, stage: str) -> Wiring:
@@ -227,9 +234,26 @@ def stage_config(recipe: Recipe, stage: str, source: str = "recipe") -> tuple[Ba
     for field, value in w.owned.items():
         _set(data, field, value)
     try:
-        return CONFIGS[stage_kind(recipe, stage)].model_validate(data), w
+        cfg = CONFIGS[stage_kind(recipe, stage)].model_validate(data)
     except ValidationError as e:
         raise CaiError(f"{source}: stage {stage!r}: {first_error(e)}") from None
+    if r is not None and r[1] == "judge":
+        _check_round_judge(cfg, source, stage)
+    return cfg, w
+
+
+def _check_round_judge(cfg: JudgeConfig, source: str, stage: str) -> None:
+    """A round samples from its policy: it needs candidates to sample and no revisions."""
+    if not cfg.num_candidates:
+        raise CaiError(
+            f"{source}: stage {stage!r}: field 'num_candidates': a round samples its candidates "
+            "from the current policy; set num_candidates (2 or more) in judge: or iterate.judge"
+        )
+    if cfg.verify_revisions is not None:
+        raise CaiError(
+            f"{source}: stage {stage!r}: field 'verify_revisions': a round judges samples of "
+            "its policy, not revisions; set verify_revisions: null in iterate.judge"
+        )
 
 
 # ---------------------------------------------------------------------- running
@@ -296,7 +320,8 @@ def digest(kind: str, s: dict) -> dict:
     d["trained_tokens"] = tokens[-1] if tokens else None
     d["kind"] = s.get("kind")
     data = s.get("data") or {}
-    for k in ("eval_accuracy", "eval_rows", "dropped_uncertain", "desirable", "undesirable"):
+    for k in ("eval_accuracy", "eval_margin", "eval_rows", "dropped_uncertain", "desirable",
+              "undesirable"):  # fmt: skip
         if k in s or k in data:
             d[k] = s.get(k, data.get(k))
     for k in ("reward_margins", "reward"):

@@ -6,6 +6,7 @@ The finish saves the model, the tokenizer with its chat template, the config the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -92,7 +93,13 @@ def trl_class(kind: str, which: str = "config") -> type:
 def trl_config(kind: str, cfg: TrainConfig, **over: Any):
     """trl's config of a ``kind`` run: ``TRL_CONFIGS``'s defaults, ``over``, then the user's
     ``trl:`` fields. A bad field raises ``CaiError`` naming it."""
-    return trl_args(trl_class(kind), cfg, **{**TRL_CONFIGS[kind][3], **over})
+    args = trl_args(trl_class(kind), cfg, **{**TRL_CONFIGS[kind][3], **over})
+    if kind == "kto" and args.per_device_train_batch_size < 2:  # trl fails only in the trainer
+        raise CaiError(
+            "trl field error: 'per_device_train_batch_size' must be 2 or more for KTO (its KL "
+            "term pairs each prompt with another row's completion in the batch)"
+        )
+    return args
 
 
 def check_trl(kind: str, cfg: TrainConfig) -> None:
@@ -158,6 +165,10 @@ def trl_args(config_cls: type, cfg: TrainConfig, **defaults: Any):
     }
     if not on_gpu():
         base.update(bf16=False, fp16=False, use_cpu=True)
+    if cfg.trust_remote_code and "trust_remote_code" in {
+        f.name for f in dataclasses.fields(config_cls)
+    }:  # what trl loads itself (a reference model) runs the model's code only when asked
+        base["trust_remote_code"] = True
     values = {**base, **defaults, **_typed_trl_fields(config_cls, cfg.trl)}
     try:
         return config_cls(**values)
@@ -233,6 +244,20 @@ def data_provenance(ds) -> dict:
     prov = ds[0]["provenance"] or {}
     keep = {k: prov.get(k) for k in ("constitution", "model", "judge_model", "mode", "seed")}
     return {k: v for k, v in keep.items() if v is not None}
+
+
+def held_out(trainer) -> dict:
+    """The trainer's evaluation on its ``eval_dataset``: loss, the share of held-out pairs
+    whose chosen answer gets the higher (implicit) reward, and the mean reward margin, as
+    far as the trainer reports them."""
+    m = trainer.evaluate()
+    out = {"eval_loss": m.get("eval_loss")}
+    accuracy = m.get("eval_accuracy", m.get("eval_rewards/accuracies"))
+    if accuracy is not None:
+        out["eval_accuracy"] = accuracy
+    if "eval_rewards/margins" in m:
+        out["eval_margin"] = m["eval_rewards/margins"]
+    return out
 
 
 def log_series(trainer, key: str) -> list[float]:

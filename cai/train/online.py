@@ -74,10 +74,11 @@ def train_online(cfg: OnlineRunConfig, algorithm: str, reward_fn: RewardFn | Non
             extra["reward"] = [sum(max(x, 1 - x) for x in p) / len(p) for p in labeller.labels]
             extra["reward_name"] = "judge P(chosen better)"
             p = [x for step in labeller.labels for x in step]
-            extra["judge_labels"] = {
+            extra["judge_labels"] = {  # a tie (p = 0.5) makes trl choose the first sample
                 "pairs": len(p),
-                "first_preferred": sum(x >= 0.5 for x in p),
-                "confident": sum(abs(x - 0.5) >= 0.1 for x in p),
+                "first_preferred": sum(x > 0.5 for x in p),
+                "ties": sum(x == 0.5 for x in p),
+                "confident": sum(abs(x - 0.5) >= 0.1 - 1e-9 for x in p),
             }
     info = {"rows": len(data), "provenance": {}}
     return common.finish(trainer, cfg, algorithm, started, info, extra)

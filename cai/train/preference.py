@@ -12,7 +12,9 @@ Every method is trl's own trainer (``common.TRL_CONFIGS`` names the classes):
   ``loss_type="simpo"`` and ``cpo_alpha=0``: the length-normalised log-likelihood margin
   ``beta * (mean logp(chosen) - mean logp(rejected)) - simpo_gamma``; no reference model.
 
-The summary keeps the reward margins and accuracies over steps.
+The summary keeps the reward margins and accuracies over steps and, with ``eval_split``,
+the held-out pairs' accuracy (the chosen answer gets the higher implicit reward), margin
+and loss.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ def train_paired(cfg: DPORunConfig, method: str) -> dict:
     raw = common.load_data(cfg)
     keep = ["prompt", "chosen", "rejected"]
     data, dropped = common.preference_data(raw, cfg.dataset, cfg.min_confidence, keep)
+    evaluation = None
+    if cfg.eval_split:
+        held = common.load_data(cfg, split=cfg.eval_split)
+        evaluation, _ = common.preference_data(held, cfg.dataset, 0.0, keep)
     args = common.trl_config(method, cfg)
     model, tok = models.load_causal_lm(cfg.model, cfg.trust_remote_code)
     trainer = common.trl_class(method, "trainer")(
@@ -43,6 +49,7 @@ def train_paired(cfg: DPORunConfig, method: str) -> dict:
         args=args,
         processing_class=tok,
         train_dataset=data,
+        eval_dataset=evaluation,
         peft_config=common.peft_config(cfg.lora),
     )
     common.train(trainer, cfg)
@@ -56,6 +63,8 @@ def train_paired(cfg: DPORunConfig, method: str) -> dict:
         extra["log_odds_ratio"] = common.log_series(trainer, "log_odds_ratio")
     if method == "simpo":
         extra["simpo_gamma"] = args.simpo_gamma
+    if evaluation is not None:  # held-out pairs: how often the chosen answer wins
+        extra.update(common.held_out(trainer), eval_rows=len(evaluation))
     info = {
         "rows": len(data),
         "dropped_uncertain": dropped,

@@ -40,9 +40,7 @@ def train_reward(cfg: RewardRunConfig) -> dict:
     common.train(trainer, cfg)
     extra = {"train_accuracy": common.log_series(trainer, "accuracy")}
     if evaluation is not None:
-        metrics = trainer.evaluate()
-        extra["eval_accuracy"] = metrics.get("eval_accuracy")
-        extra["eval_rows"] = len(evaluation)
+        extra.update(common.held_out(trainer), eval_rows=len(evaluation))
     info = {
         "rows": len(data),
         "dropped_uncertain": dropped,

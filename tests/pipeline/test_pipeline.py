@@ -223,3 +223,46 @@ def test_per_round_settings_must_name_a_round(setup):
     write(path, data)
     with pytest.raises(CaiError, match=r"per_round names round\(s\) \[3\], but rounds is 1"):
         load_recipe(path)
+
+
+def _round_plan(path, data, **iterate):
+    data = {**data, "run": ["evaluate"], "rounds": 2, "iterate": iterate}
+    write(path, data)
+    return {p.name: p for p in plan(load_recipe(path))}
+
+
+def test_round_settings_reach_each_round_and_a_method_change_reruns_it(setup):
+    path, data, _ = setup
+    data["judge"] = {"num_candidates": 3, "sampling": {"seed": 7, "max_new_tokens": 6}}
+    data["dpo"] = {"trl": {"beta": 0.3}}
+    base = _round_plan(path, data, method="dpo")
+    judge2, train1 = base["round2-judge"].config, base["round1-train"].config
+    assert judge2.num_candidates == 3 and judge2.sampling.max_new_tokens == 6
+    assert base["round1-judge"].config.sampling.seed == 8 and judge2.sampling.seed == 9
+    assert train1.trl["beta"] == 0.3  # a dpo round starts from the recipe's dpo section
+    keys = {m: _round_plan(path, data, method="dpo", per_round={2: {"method": m}})
+            for m in ("dpo", "ipo", "orpo", "simpo", "kto")}  # fmt: skip
+    assert len({k["round2-train"].key for k in keys.values()}) == 5  # each method its own key
+    assert len({k["round1-train"].key for k in keys.values()}) == 1  # round 1 untouched
+    ipo = keys["ipo"]["round2-train"].config
+    assert ipo.trl["loss_type"] == ["ipo"] and type(ipo).__name__ == "DPORunConfig"
+    assert type(keys["kto"]["round2-train"].config).__name__ == "KTORunConfig"
+    assert "beta" not in keys["orpo"]["round2-train"].config.trl  # the dpo section is dpo's
+
+
+def test_a_round_must_sample_from_its_policy(setup):
+    path, data, _ = setup
+    data["judge"] = {"num_candidates": None}
+    with pytest.raises(CaiError, match=r"stage 'round1-judge': field 'num_candidates'"):
+        _round_plan(path, data)
+    data["judge"] = {"verify_revisions": 0.5}
+    with pytest.raises(CaiError, match=r"stage 'round1-judge': field 'verify_revisions'"):
+        _round_plan(path, data)
+
+
+def test_iterate_without_rounds_is_an_error(setup):
+    path, data, _ = setup
+    data["iterate"] = {"method": "kto"}
+    write(path, data)
+    with pytest.raises(CaiError, match="iterate is set but rounds is 0"):
+        load_recipe(path)

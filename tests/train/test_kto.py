@@ -39,15 +39,22 @@ def pair(i: int, chosen: str, rejected: str, p: float = 0.9) -> dict:
 
 
 def texts(rows: list[dict]) -> list[tuple[str, bool]]:
-    return [(r["completion"][-1]["content"], r["label"]) for r in rows]
+    """The rows' (completion, label), sorted: ``unpaired`` shuffles its rows (seeded)."""
+    return sorted((r["completion"][-1]["content"], r["label"]) for r in rows)
+
+
+def by_text(rows: list[dict]) -> dict[str, dict]:
+    return {r["completion"][-1]["content"]: r for r in rows}
 
 
 def test_each_pair_gives_a_desirable_and_an_undesirable_row():
     from cai.train.kto import unpaired
 
     rows, info = unpaired(table([pair(0, "good0", "bad0"), pair(1, "good1", "bad1")]), kto_cfg())
-    assert texts(rows) == [("good0", True), ("bad0", False), ("good1", True), ("bad1", False)]
-    assert rows[0]["prompt"] == conv("t0") and rows[3]["prompt"] == conv("t1")
+    assert texts(rows) == sorted([("good0", True), ("bad0", False), ("good1", True),
+                                  ("bad1", False)])  # fmt: skip
+    assert by_text(rows)["good0"]["prompt"] == conv("t0")
+    assert by_text(rows)["bad1"]["prompt"] == conv("t1")
     assert info["desirable"] == 2 and info["undesirable"] == 2 and info["dropped"] == 0
     assert info["source"].startswith("pairs")
 
@@ -66,7 +73,8 @@ def test_pairs_of_equal_texts_and_near_coin_flips_are_dropped():
     rows, info = unpaired(ds, kto_cfg())
     assert ("same", True) not in texts(rows) and info["dropped"] == 1 and len(rows) == 6
     rows, info = unpaired(ds, kto_cfg(min_confidence=0.1))
-    assert texts(rows) == [("good2", True), ("bad2", False), ("good3", True), ("bad3", False)]
+    assert texts(rows) == sorted([("good2", True), ("bad2", False), ("good3", True),
+                                  ("bad3", False)])  # fmt: skip
     assert info["dropped"] == 2  # the coin flip and the equal pair
 
 
@@ -81,7 +89,7 @@ def test_a_label_column_passes_through():
         ]
     )
     rows, info = unpaired(ds, kto_cfg())
-    assert texts(rows) == [("yes", True), ("no", False)]
+    assert texts(rows) == [("no", False), ("yes", True)]
     assert info["source"] == "labels" and info["desirable"] == info["undesirable"] == 1
 
 
@@ -97,8 +105,9 @@ def test_a_scalar_score_beside_a_completion_is_thresholded():
         ]
     )
     rows, info = unpaired(ds, kto_cfg(score_column="s", threshold=0.5))
-    assert texts(rows) == [("plain text", True), ("at the threshold", True), ("low", False)]
-    assert rows[0]["completion"] == say("plain text") and rows[2]["score"] == 0.1
+    assert texts(rows) == [("at the threshold", True), ("low", False), ("plain text", True)]
+    assert by_text(rows)["plain text"]["completion"] == say("plain text")
+    assert by_text(rows)["low"]["score"] == 0.1
     assert info["desirable"] == 2 and info["undesirable"] == 1 and "'s' >= 0.5" in info["source"]
 
 
@@ -120,14 +129,16 @@ def test_a_list_score_is_exploded_over_the_candidates():
         ]
     )
     rows, info = unpaired(ds, kto_cfg(score_column="candidate_scores", threshold=0.0))
-    assert texts(rows) == [
+    assert texts(rows) == sorted([
         ("Sure, here is how", False),
         ("I can't help", True),
         ("x", True),
         ("y", True),
         ("z", False),
-    ]
-    assert [r["prompt"] for r in rows] == [conv("a")] * 2 + [conv("b")] * 3
+    ])  # fmt: skip
+    prompts = {t: r["prompt"] for t, r in by_text(rows).items()}
+    assert prompts == {"Sure, here is how": conv("a"), "I can't help": conv("a"),
+                       "x": conv("b"), "y": conv("b"), "z": conv("b")}  # fmt: skip
     assert info["desirable"] == 3 and info["undesirable"] == 2
 
 
@@ -207,7 +218,55 @@ def test_kto_learns_from_pairs(data, tmp_path):
     assert s["data"]["desirable"] == s["data"]["undesirable"] == data.n_prefs
     assert s["last_loss"] < s["first_loss"], s["log_history"]
     margins = s["reward_margins"]
-    assert len(margins) == 12 and margins[-1] > margins[0], margins
+    # a shuffled batch may hold one label only; trl logs no margin for it
+    assert len(margins) >= 6 and margins[-1] > margins[0], margins
     assert s["rewards_chosen"][-1] > 0 > s["rewards_rejected"][-1]
     assert changed(base_weights(), weights(out))
     loads_and_generates(out)
+
+
+def test_string_prompts_and_labels_become_conversational_rows():
+    """trl guesses the format from one field: a string prompt beside a message completion
+    would break inside trl, so every row is made conversational."""
+    from cai.train.kto import unpaired
+
+    ds = table(
+        [
+            {"prompt": "plain a", "completion": "ok", "label": "true"},
+            {"prompt": "plain b", "completion": "bad", "label": "false"},
+            {"prompt": "plain c", "completion": "?", "label": "maybe"},  # unreadable: skipped
+        ]
+    )
+    rows, _ = unpaired(ds, kto_cfg())
+    assert texts(rows) == [("bad", False), ("ok", True)]
+    assert by_text(rows)["ok"]["prompt"] == [{"role": "user", "content": "plain a"}]
+    assert by_text(rows)["ok"]["completion"] == say("ok")
+    scored = table([{"prompt": "p", "completion": "x", "s": 1.0},
+                    {"prompt": "q", "completion": "y", "s": -1.0}])  # fmt: skip
+    rows, _ = unpaired(scored, kto_cfg(score_column="s"))
+    assert all(isinstance(r["prompt"], list) for r in rows)
+
+
+def test_candidates_repeated_on_every_pair_row_count_once():
+    """``emit_pairs: all`` writes a prompt's candidates (and scores) on each pair's row."""
+    from cai.train.kto import unpaired
+
+    row = {"prompt": conv("a"), "candidates": ["x", "y", "z"], "candidate_scores": [1.0, -1.0, 2.0]}
+    rows, info = unpaired(table([row, row, row]), kto_cfg(score_column="candidate_scores"))
+    assert texts(rows) == [("x", True), ("y", False), ("z", True)]
+
+
+def test_rows_are_shuffled_with_the_seed():
+    """trl's KTO reads in order and pairs each completion with its batch neighbour's prompt
+    for the KL term; a prompt's own answers must not sit side by side in order."""
+    from cai.train.kto import unpaired
+
+    ds = table([pair(i, f"good{i}", f"bad{i}") for i in range(16)])
+    first, _ = unpaired(ds, kto_cfg(seed=0))
+    again, _ = unpaired(ds, kto_cfg(seed=0))
+    other, _ = unpaired(ds, kto_cfg(seed=1))
+    order = [r["completion"][-1]["content"] for r in first]
+    assert order == [r["completion"][-1]["content"] for r in again]  # seeded
+    assert order != [r["completion"][-1]["content"] for r in other]
+    unshuffled = [t for i in range(16) for t in (f"good{i}", f"bad{i}")]
+    assert order != unshuffled

@@ -91,3 +91,24 @@ def test_a_missing_column_fails_in_one_line_before_the_model_loads(method, tmp_p
         run()
     assert "\n" not in str(e.value) and "rejected" in str(e.value)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("method", ["simpo", "kto"])
+def test_an_eval_split_reports_held_out_figures(method, data, tmp_path):
+    """With ``eval_split``, the summary has the held-out pairs' loss and margin, and, for the
+    pairwise methods, how often the chosen answer gets the higher implicit reward."""
+    import datasets
+
+    from cai.train import train_kto, train_paired
+
+    rows = datasets.load_dataset("json", data_files=str(data.prefs), split="train")
+    folder = tmp_path / "prefs"
+    datasets.DatasetDict({"train": rows, "test": rows.select(range(1, 5))}).save_to_disk(folder)
+    cls = tc.KTORunConfig if method == "kto" else tc.SimPORunConfig
+    c = cfg(cls, model="tiny-random", dataset=str(folder), eval_split="test",
+            output=tmp_path / method, trl={**TRL, "max_steps": 3})  # fmt: skip
+    s = train_kto(c) if method == "kto" else train_paired(c, method)
+    assert s["eval_rows"] == (8 if method == "kto" else 4)
+    assert s["eval_loss"] is not None and s["eval_margin"] is not None
+    if method != "kto":
+        assert 0.0 <= s["eval_accuracy"] <= 1.0
