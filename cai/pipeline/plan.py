@@ -122,12 +122,13 @@ def plan(recipe: Recipe, source: str = "recipe") -> list[StagePlan]:
         deps = {d: keys.get(d) or _outside_key(out(recipe, d)) for d in w.deps}
         blob = {
             "stage": name,
-            "kind": stage_kind(recipe, name),  # dpo, orpo and simpo share one config class
             "config": cfg.model_dump(mode="json"),
             "deps": {d: k for d, k in deps.items() if k is not None},
             "constitution": _constitution_hash(cfg),
             "cai": __version__,
         }
+        if (kind := stage_kind(recipe, name)) != name:  # a round's: dpo, orpo and simpo
+            blob["kind"] = kind  # share one config class, so the key names the trainer
         if hand := _hand_folders(cfg, recipe):
             blob["folders"] = hand
         weights = getattr(cfg, "ensemble", None)
