@@ -16,6 +16,8 @@
    prompt from the current policy, judges them and runs DPO for the same steps. Its stages
    go into the recipe's output folder (``out/pipeline/smollm2-cai/round<k>-*``), beside
    the SFT and judge stages they start from.
+   With ``--online-dpo-steps N``, online DPO too: from the SFT model on 48 red-team
+   prompts, two samples per prompt per step labelled by the recipe's judge.
 4. **Evaluation**: ``cai evaluate`` of the base, the SFT model and every trained model on
    held-out prompts (the PALMS red-team prompts of ``../shared/data`` when present, else
    our red-team set, and our helpful set), with bootstrap 95% intervals; the judge's win
@@ -73,6 +75,39 @@ def start() -> tuple[str, str]:
     return str(recipe.output / "sft"), str(recipe.output / "judge")
 
 
+def online_dpo(sft: str, steps: int, prompts: int) -> dict:
+    """(In a child process.) Online DPO from the SFT model, labelled by the recipe's judge."""
+    from cai.config import load_config
+    from cai.train import config as tc
+    from cai.train.online import train_online
+
+    recipe = yaml.safe_load(RECIPE.read_text())
+    judge = {"kind": "judge", "judge": {"model": recipe["models"]["judge"], "batch_size": 16},
+             "constitution": recipe["constitution"], **(recipe.get("judging") or {})}  # fmt: skip
+    trl = {**shared_trl(steps), "max_new_tokens": 64, "beta": [0.1]}
+    cfg = load_config(tc.OnlineDPORunConfig, None, {
+        "model": sft, "dataset": recipe["prompts"]["red_team"], "limit": prompts,
+        "output": str(OUT / "online-dpo"), "seed": 0, "rewards": [judge], "trl": trl,
+    })  # fmt: skip
+    started = time.perf_counter()
+    s = train_online(cfg, "online-dpo")
+    return {
+        "method": "online-dpo",
+        "trainer": "online-dpo",
+        "seconds": round(time.perf_counter() - started, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "steps": s["steps"],
+        "rows": s["data"]["rows"],
+        "first_loss": s["first_loss"],
+        "last_loss": s["last_loss"],
+        "margin_first": (s.get("reward_margins") or [None])[0],
+        "margin_last": (s.get("reward_margins") or [None])[-1],
+        "judge_labels": s.get("judge_labels"),
+        "judge_confidence": s.get("reward"),
+        "trl": trl,
+    }
+
+
 def train_one(name: str, sft: str, data: str, steps: int, out: Path) -> dict:
     """(In a child process.) Train one method; return its figures and peak memory."""
     from cai.config import load_config
@@ -80,6 +115,8 @@ def train_one(name: str, sft: str, data: str, steps: int, out: Path) -> dict:
     from cai.train.kto import train_kto
     from cai.train.preference import train_paired
 
+    if name == "online-dpo":
+        return online_dpo(sft, steps, 48)
     kind, trl = METHODS[name]
     trl = {**shared_trl(steps), **trl}
     if kind == "kto":  # one step sees as many completions as a step of pairs
@@ -219,6 +256,9 @@ def main() -> None:
     ap.add_argument("--round-prompts", type=int, default=48, help="prompts judged per round")
     ap.add_argument("--limit", type=int, default=24, help="evaluation prompts per set")
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--online-dpo-steps", type=int, default=0,
+                    help="also online DPO from the SFT model, labelled by the recipe's judge, "
+                    "for this many steps (on 48 red-team prompts)")  # fmt: skip
     ap.add_argument("--fresh", action="store_true", help="train every method again")
     ap.add_argument("--work", type=Path, default=OUT, help="where models and evaluation go")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "preference")
@@ -242,9 +282,11 @@ def main() -> None:
     results: dict = {"machine": machine_info("smollm2-135m"), "sft": sft, "data": data,
                      "steps": a.steps, "methods": []}  # fmt: skip
     OUT.mkdir(parents=True, exist_ok=True)
-    for name in a.methods.split(","):
+    names = a.methods.split(",") + (["online-dpo"] if a.online_dpo_steps else [])
+    for name in names:
         record = OUT / name / "bench.json"
-        settings = {"steps": a.steps, "sft": sft, "data": data, "method": METHODS[name],
+        steps = a.online_dpo_steps if name == "online-dpo" else a.steps
+        settings = {"steps": steps, "sft": sft, "data": data, "method": METHODS.get(name),
                     "eval_split": "test"}  # fmt: skip
         if not a.fresh and record.is_file():
             old = json.loads(record.read_text())
@@ -253,7 +295,7 @@ def main() -> None:
                 results["methods"].append(old["result"])
                 continue
         print(f"[{name}] training", flush=True)
-        r = child(["--train", name, "--sft", sft, "--data", data, "--steps", str(a.steps),
+        r = child(["--train", name, "--sft", sft, "--data", data, "--steps", str(steps),
                    "--work", str(OUT)])  # fmt: skip
         write_json(record, {"settings": settings, "result": r})
         results["methods"].append(r)
