@@ -16,6 +16,10 @@ dataset that no stage of the recipe makes) through its cheap content identity. S
 retrained SFT model makes the judge sample and judge again rather than resume rows from
 the old weights.
 
+A stage planned stale only because an input stage was to run again (its record torn or
+incomplete) is skipped after all when that input ran under the same key: a key names the
+content, so what the stage read is unchanged.
+
 A stage that reads a stage not in ``run:`` needs that stage's finished output; else the
 run stops, before anything loads, with an error that names both. The ``trl:`` settings
 of every training stage to run are checked first too.
@@ -108,6 +112,14 @@ def _install(p: StagePlan, work: Path, record: dict) -> None:
     p.config = p.config.model_copy(update={"output": p.folder})
 
 
+def _remade_alike(p: StagePlan, by_name: dict[str, StagePlan]) -> bool:
+    """A stage planned stale only because an input stage was to run again, which has now run
+    under the same key (a key names content, so its output is the same): still done."""
+    rec = read_stage(p.folder)
+    inputs_done = all(by_name[d].status == "done" for d in p.deps if d in by_name)
+    return rec.get("key") == p.key and bool(rec.get("complete")) and inputs_done
+
+
 def run_pipeline(recipe: Recipe, source: str = "recipe", log=print) -> dict:
     """Run every stage that is not done; write the report; return the run's record."""
     for name in dict.fromkeys([*TRAIN_STAGES, *filter(trains, recipe.stages())]):
@@ -115,7 +127,12 @@ def run_pipeline(recipe: Recipe, source: str = "recipe", log=print) -> dict:
     plans = plan(recipe, source)
     check_plans(recipe, plans, source)
     ran: list[str] = []
+    by_name = {p.name: p for p in plans}
     for p in plans:
+        if p.status == "stale" and _remade_alike(p, by_name):
+            p.status = "done"
+            log(f"[{p.name}] its inputs were made again with the same keys; skipped")
+            continue
         if p.status == "done":
             log(f"[{p.name}] unchanged, skipped ({p.folder})")
             continue

@@ -266,3 +266,19 @@ def test_iterate_without_rounds_is_an_error(setup):
     write(path, data)
     with pytest.raises(CaiError, match="iterate is set but rounds is 0"):
         load_recipe(path)
+
+
+def test_a_stage_whose_input_is_remade_under_the_same_key_is_not_rerun(setup):
+    """Revisions run again under the same key (its record was torn): SFT, which read the
+    same content, is still done; only revisions runs."""
+    path, data, _ = setup
+    data["run"] = ["revisions", "sft"]
+    write(path, data)
+    recipe = load_recipe(path)
+    assert run_pipeline(recipe, str(path), log=lambda *_: None)["ran"] == ["revisions", "sft"]
+    first = plan(recipe)[0]
+    (first.folder / "stage.json").write_text(json.dumps({"key": first.key, "complete": False}))
+    assert [p.status for p in plan(recipe)] == ["partial", "stale"]
+    again = run_pipeline(recipe, str(path), log=lambda *_: None)
+    assert again["ran"] == ["revisions"] and again["skipped"] == ["sft"]
+    assert [p.status for p in plan(recipe)] == ["done", "done"]
