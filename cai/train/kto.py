@@ -164,6 +164,7 @@ def train_kto(cfg: KTORunConfig) -> dict:
         eval_dataset=evaluation,
         peft_config=common.peft_config(cfg.lora),
     )
+    before = common.held_out(trainer) if evaluation is not None else None
     common.train(trainer, cfg)
     extra = {
         "reward_margins": common.log_series(trainer, "rewards/margins"),
@@ -173,6 +174,6 @@ def train_kto(cfg: KTORunConfig) -> dict:
         "beta": args.beta,
     }
     if evaluation is not None:  # held-out rows: the chosen-minus-rejected reward margin
-        extra.update(common.held_out(trainer), eval_rows=len(evaluation))
+        extra.update(common.held_out(trainer), eval_rows=len(evaluation), eval_before=before)
     info = {"rows": len(data), **made, "provenance": common.data_provenance(raw)}
     return common.finish(trainer, cfg, "kto", started, info, extra)

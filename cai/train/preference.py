@@ -14,7 +14,8 @@ Every method is trl's own trainer (``common.TRL_CONFIGS`` names the classes):
 
 The summary keeps the reward margins and accuracies over steps and, with ``eval_split``,
 the held-out pairs' accuracy (the chosen answer gets the higher implicit reward), margin
-and loss.
+and loss, after training and (``eval_before``) before it: ORPO's and SimPO's rewards need
+no reference, so the starting model already ranks the pairs; DPO's start at zero.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def train_paired(cfg: DPORunConfig, method: str) -> dict:
         eval_dataset=evaluation,
         peft_config=common.peft_config(cfg.lora),
     )
+    before = common.held_out(trainer) if evaluation is not None else None
     common.train(trainer, cfg)
     extra = {
         "reward_margins": common.log_series(trainer, "rewards/margins"),
@@ -64,7 +66,7 @@ def train_paired(cfg: DPORunConfig, method: str) -> dict:
     if method == "simpo":
         extra["simpo_gamma"] = args.simpo_gamma
     if evaluation is not None:  # held-out pairs: how often the chosen answer wins
-        extra.update(common.held_out(trainer), eval_rows=len(evaluation))
+        extra.update(common.held_out(trainer), eval_rows=len(evaluation), eval_before=before)
     info = {
         "rows": len(data),
         "dropped_uncertain": dropped,

@@ -110,5 +110,6 @@ def test_an_eval_split_reports_held_out_figures(method, data, tmp_path):
     s = train_kto(c) if method == "kto" else train_paired(c, method)
     assert s["eval_rows"] == (8 if method == "kto" else 4)
     assert s["eval_loss"] is not None and s["eval_margin"] is not None
+    assert s["eval_before"]["eval_loss"] is not None  # the same pairs before training
     if method != "kto":
         assert 0.0 <= s["eval_accuracy"] <= 1.0
