@@ -309,7 +309,13 @@ def main() -> None:
             yaml.safe_dump(iterate_recipe(a.rounds, a.steps, a.round_prompts), sort_keys=False),
         )
         print(f"[iterative dpo] {a.rounds} rounds ({path})", flush=True)
-        results["iterate"] = child(["--iterate", str(path), "--work", str(OUT)])
+        it = child(["--iterate", str(path), "--work", str(OUT)])
+        record = OUT / "iterate.json"  # a rerun that skipped every round keeps the timings
+        if not it["ran"] and record.is_file():
+            it = json.loads(record.read_text())
+        else:
+            write_json(record, it)
+        results["iterate"] = it
         models += [r["model"] for r in results["iterate"]["rounds"]]
     started = time.perf_counter()
     results["evaluation"] = evaluate(models, a.limit, baseline=sft)
