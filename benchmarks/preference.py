@@ -75,6 +75,26 @@ def start() -> tuple[str, str]:
     return str(recipe.output / "sft"), str(recipe.output / "judge")
 
 
+def figures(name: str, trainer: str, started: float, s: dict, trl: dict, **more) -> dict:
+    """One method's row: wall time since ``started``, this process's peak memory, and the
+    numbers of its training summary ``s``."""
+    margins = s.get("reward_margins") or []
+    return {
+        "method": name,
+        "trainer": trainer,
+        "seconds": round(time.perf_counter() - started, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "steps": s["steps"],
+        "rows": s["data"]["rows"],
+        "first_loss": s["first_loss"],
+        "last_loss": s["last_loss"],
+        "margin_first": margins[0] if margins else None,
+        "margin_last": margins[-1] if margins else None,
+        **more,
+        "trl": trl,
+    }
+
+
 def online_dpo(sft: str, steps: int, prompts: int) -> dict:
     """(In a child process.) Online DPO from the SFT model, labelled by the recipe's judge."""
     from cai.config import load_config
@@ -91,21 +111,15 @@ def online_dpo(sft: str, steps: int, prompts: int) -> dict:
     })  # fmt: skip
     started = time.perf_counter()
     s = train_online(cfg, "online-dpo")
-    return {
-        "method": "online-dpo",
-        "trainer": "online-dpo",
-        "seconds": round(time.perf_counter() - started, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "steps": s["steps"],
-        "rows": s["data"]["rows"],
-        "first_loss": s["first_loss"],
-        "last_loss": s["last_loss"],
-        "margin_first": (s.get("reward_margins") or [None])[0],
-        "margin_last": (s.get("reward_margins") or [None])[-1],
-        "judge_labels": s.get("judge_labels"),
-        "judge_confidence": s.get("reward"),
-        "trl": trl,
-    }
+    return figures(
+        "online-dpo",
+        "online-dpo",
+        started,
+        s,
+        trl,
+        judge_labels=s.get("judge_labels"),
+        judge_confidence=s.get("reward"),
+    )
 
 
 def train_one(name: str, sft: str, data: str, steps: int, out: Path) -> dict:
@@ -129,24 +143,8 @@ def train_one(name: str, sft: str, data: str, steps: int, out: Path) -> dict:
     else:
         cls = {"dpo": tc.DPORunConfig, "orpo": tc.ORPORunConfig, "simpo": tc.SimPORunConfig}
         summary = train_paired(load_config(cls[kind], None, fields), kind)
-    margins = summary.get("reward_margins") or []
-    return {
-        "method": name,
-        "trainer": kind,
-        "seconds": round(time.perf_counter() - started, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "steps": summary["steps"],
-        "rows": summary["data"]["rows"],
-        "first_loss": summary["first_loss"],
-        "last_loss": summary["last_loss"],
-        "margin_first": margins[0] if margins else None,
-        "margin_last": margins[-1] if margins else None,
-        "eval_rows": summary.get("eval_rows"),
-        "eval_accuracy": summary.get("eval_accuracy"),
-        "eval_margin": summary.get("eval_margin"),
-        "eval_loss": summary.get("eval_loss"),
-        "trl": trl,
-    }
+    held = ("eval_rows", "eval_accuracy", "eval_margin", "eval_loss")
+    return figures(name, kind, started, summary, trl, **{k: summary.get(k) for k in held})
 
 
 def iterate_recipe(rounds: int, steps: int, limit: int) -> dict:

@@ -114,15 +114,23 @@ def policy_before(recipe: Recipe, stage: str) -> tuple[str, tuple[str, ...]]:
     return str(out(recipe, earlier[-1])), (earlier[-1],)
 
 
+def _judge_wiring(r: Recipe, o: str, judging: dict, sampled_before: str) -> Wiring:
+    """A judge stage that samples its candidates from the policy before ``sampled_before``
+    (the ``judge`` stage: before ``dpo``; a round's: before its own judge stage, whose
+    section then sets the round's sampling seed)."""
+    policy, deps = policy_before(r, sampled_before)
+    return Wiring(
+        {"prompts": r.prompts.red_team, "constitution": r.constitution, "num_candidates": 2,
+         "judge": {"model": r.models.judge}, "sampling": {"seed": r.seed}, **judging},
+        {"output": o, "policy.model": policy}, deps)  # fmt: skip
+
+
 def _round_wiring(recipe: Recipe, stage: str, o: str, judging: dict) -> Wiring:
     k, part = parse_round(stage)
     r, judge_stage = recipe, round_stage(k, "judge")
-    policy, deps = policy_before(r, judge_stage)
     if part == "judge":
-        return Wiring(
-            {"prompts": r.prompts.red_team, "constitution": r.constitution, "num_candidates": 2,
-             "judge": {"model": r.models.judge}, **judging},
-            {"output": o, "policy.model": policy}, deps)  # fmt: skip
+        return _judge_wiring(r, o, judging, judge_stage)
+    policy, deps = policy_before(r, judge_stage)
     owned = {"output": o, "model": policy, "dataset": str(out(r, judge_stage))}
     return Wiring({"seed": r.seed}, owned, (*deps, judge_stage))
 
@@ -142,11 +150,7 @@ def wiring(recipe: Recipe, stage: str) -> Wiring:
         owned = {"output": o, "model": r.models.policy, "dataset": str(out(r, "revisions"))}
         return Wiring({"seed": seed}, owned, ("revisions",))
     if stage == "judge":
-        policy, deps = policy_before(r, "dpo")  # the SFT model if there is one
-        return Wiring(
-            {"prompts": r.prompts.red_team, "constitution": r.constitution, "num_candidates": 2,
-             "judge": {"model": r.models.judge}, "sampling": {"seed": seed}, **judging},
-            {"output": o, "policy.model": policy}, deps)  # fmt: skip
+        return _judge_wiring(r, o, judging, "dpo")  # the SFT model if there is one
     if stage == "calibrate":
         return Wiring({"judge": {"model": r.models.judge}, "constitution": r.constitution,
                        "seed": seed, **judging}, {"output": o}, ())  # fmt: skip

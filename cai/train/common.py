@@ -260,6 +260,25 @@ def held_out(trainer) -> dict:
     return out
 
 
+def fit(kind: str, cfg: TrainConfig, args, model, tok, data, evaluation=None):
+    """trl's ``kind`` trainer on ``data``, trained as ``cfg`` says (resume included); returns
+    it with the held-out figures of ``evaluation`` after training and before it
+    (``eval_before``), or an empty dict without one."""
+    trainer = trl_class(kind, "trainer")(
+        model=model,
+        args=args,
+        processing_class=tok,
+        train_dataset=data,
+        eval_dataset=evaluation,
+        peft_config=peft_config(cfg.lora),
+    )
+    before = held_out(trainer) if evaluation is not None else None
+    train(trainer, cfg)
+    if evaluation is None:
+        return trainer, {}
+    return trainer, {**held_out(trainer), "eval_rows": len(evaluation), "eval_before": before}
+
+
 def log_series(trainer, key: str) -> list[float]:
     return [float(h[key]) for h in trainer.state.log_history if key in h]
 

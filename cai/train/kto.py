@@ -156,24 +156,14 @@ def train_kto(cfg: KTORunConfig) -> dict:
         evaluation = _dataset(unpaired(common.load_data(cfg, split=cfg.eval_split), cfg)[0])
     args = common.trl_config("kto", cfg)
     model, tok = models.load_causal_lm(cfg.model, cfg.trust_remote_code)
-    trainer = common.trl_class("kto", "trainer")(
-        model=model,
-        args=args,
-        processing_class=tok,
-        train_dataset=data,
-        eval_dataset=evaluation,
-        peft_config=common.peft_config(cfg.lora),
-    )
-    before = common.held_out(trainer) if evaluation is not None else None
-    common.train(trainer, cfg)
+    trainer, held = common.fit("kto", cfg, args, model, tok, data, evaluation)
     extra = {
         "reward_margins": common.log_series(trainer, "rewards/margins"),
         "rewards_chosen": common.log_series(trainer, "rewards/chosen"),
         "rewards_rejected": common.log_series(trainer, "rewards/rejected"),
         "kl": common.log_series(trainer, "kl"),
         "beta": args.beta,
+        **held,  # held-out rows: the chosen-minus-rejected reward margin
     }
-    if evaluation is not None:  # held-out rows: the chosen-minus-rejected reward margin
-        extra.update(common.held_out(trainer), eval_rows=len(evaluation), eval_before=before)
     info = {"rows": len(data), **made, "provenance": common.data_provenance(raw)}
     return common.finish(trainer, cfg, "kto", started, info, extra)

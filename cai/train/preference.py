@@ -45,16 +45,7 @@ def train_paired(cfg: DPORunConfig, method: str) -> dict:
         evaluation, _ = common.preference_data(held, cfg.dataset, 0.0, keep)
     args = common.trl_config(method, cfg)
     model, tok = models.load_causal_lm(cfg.model, cfg.trust_remote_code)
-    trainer = common.trl_class(method, "trainer")(
-        model=model,
-        args=args,
-        processing_class=tok,
-        train_dataset=data,
-        eval_dataset=evaluation,
-        peft_config=common.peft_config(cfg.lora),
-    )
-    before = common.held_out(trainer) if evaluation is not None else None
-    common.train(trainer, cfg)
+    trainer, held = common.fit(method, cfg, args, model, tok, data, evaluation)
     extra = {
         "reward_margins": common.log_series(trainer, "rewards/margins"),
         "reward_accuracies": common.log_series(trainer, "rewards/accuracies"),
@@ -65,8 +56,7 @@ def train_paired(cfg: DPORunConfig, method: str) -> dict:
         extra["log_odds_ratio"] = common.log_series(trainer, "log_odds_ratio")
     if method == "simpo":
         extra["simpo_gamma"] = args.simpo_gamma
-    if evaluation is not None:  # held-out pairs: how often the chosen answer wins
-        extra.update(common.held_out(trainer), eval_rows=len(evaluation), eval_before=before)
+    extra.update(held)  # held-out pairs: how often the chosen answer wins
     info = {
         "rows": len(data),
         "dropped_uncertain": dropped,
